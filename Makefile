@@ -1,0 +1,54 @@
+# kexue-notes: one command to build the book, one to run every test.
+#   make book   set up .venv and build the HTML book under _build/html
+#   make test   set up .venv and run lint, unit tests, strict nbval, the -W build, offline check
+#   make lab    open the chapters in JupyterLab from the project's environment
+#   make execute  re-execute every notebook in place (after changing a chapter or kexue_nb)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+export PYTHONHASHSEED := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install book test lint unit nbval executed html offline lab execute clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+book: install html
+
+html:
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+unit: install
+	$(PY) -m pytest tests -q
+
+nbval: install
+	$(PY) -m pytest $(NBVAL) book --ignore=_build -q
+
+executed: install
+	$(PY) -m kexue_nb.tools.check_executed book
+
+offline:
+	$(PY) -m kexue_nb.tools.check_offline _build/html
+
+test: install lint unit executed nbval html offline
+	@echo "all checks passed"
+
+lab: install
+	$(VENV)/bin/jupyter lab book/
+
+execute: install
+	$(PY) -m kexue_nb.tools.execute book/
+
+clean:
+	rm -rf _build

@@ -1,0 +1,72 @@
+"""Fail unless every notebook has been executed top to bottom without error.
+
+    python -m kexue_nb.tools.check_executed book/
+
+nbval passes on a notebook that was never executed (it compares nothing), so the test command
+runs this too. A notebook passes when every non-empty code cell has an execution count, the
+counts run 1, 2, 3, … in order (one clean top-to-bottom run), no output is an error, and, for a
+chapter, its stored ledger exists and every claim passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kexue_nb.checks import read_ledger
+from kexue_nb.tools.execute import RUN_LAST, find_notebooks
+
+
+def problems_in(path: Path) -> list[str]:
+    """Everything wrong with the stored state of the notebook at ``path``."""
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    code = [
+        c for c in cells if c.get("cell_type") == "code" and "".join(c.get("source", "")).strip()
+    ]
+    problems = []
+    counts = [c.get("execution_count") for c in code]
+    if any(n is None for n in counts):
+        problems.append(
+            f"{sum(n is None for n in counts)} of {len(code)} code cells never executed"
+        )
+    elif counts != list(range(1, len(code) + 1)):
+        problems.append(f"execution counts {counts} are not one top-to-bottom run")
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        problems.append(f"{len(errors)} error output(s): {errors[0].get('ename')}")
+    if path.name not in RUN_LAST:
+        ledger = read_ledger(path)
+        if ledger is None:
+            problems.append("no ledger table in the stored outputs")
+        else:
+            failing = [c["id"] for c in ledger["claims"] if not c.get("passed")]
+            if failing:
+                problems.append(f"failing claims {failing}")
+            if ledger.get("chapter") != path.stem:
+                problems.append(
+                    f"ledger chapter {ledger.get('chapter')!r} is not the stem {path.stem!r}"
+                )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", help="notebooks or folders of notebooks")
+    args = parser.parse_args(argv)
+    notebooks = find_notebooks(args.paths)
+    bad = 0
+    for path in notebooks:
+        for problem in problems_in(path):
+            print(f"{path}: {problem}")
+            bad += 1
+    print(
+        f"checked {len(notebooks)} notebooks: "
+        + ("all executed and clean" if not bad else f"{bad} problems")
+    )
+    return 1 if bad or not notebooks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

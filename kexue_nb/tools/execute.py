@@ -1,0 +1,97 @@
+"""Re-execute notebooks in place, top to bottom, and report how long each took.
+
+    python -m kexue_nb.tools.execute book/                      # every notebook of the book
+    python -m kexue_nb.tools.execute book/probability/entropy-normalization.ipynb
+
+Each notebook runs in a fresh kernel of the current environment, in its own folder, with
+``PYTHONHASHSEED=0``; chapters seed their own generators and switch their progress bars off.
+``book/verification.ipynb`` (which reads the others' ledgers) always runs last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+#: Notebooks that read the other notebooks' stored outputs, so they run after them.
+RUN_LAST = ("verification.ipynb",)
+#: Seconds a notebook may take on the 2-core CPU with default sizes (the book's budget).
+BUDGET_S = 180.0
+
+
+def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
+    """Notebooks named by ``paths`` (files or folders, searched recursively), readers last."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += [
+                p
+                for p in sorted(path.rglob("*.ipynb"))
+                if "_build" not in p.parts and ".ipynb_checkpoints" not in p.parts
+            ]
+        elif path.suffix == ".ipynb" and path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"`paths` must name notebooks or folders, got {str(path)!r}")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return sorted(unique, key=lambda p: p.name in RUN_LAST)
+
+
+def execute_notebook(path: Path, timeout: int = 900) -> float:
+    """Execute ``path`` in place; return the wall-clock seconds it took."""
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+    )
+    env = {"PYTHONHASHSEED": "0"}
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    elapsed = time.perf_counter() - start
+    nbformat.write(notebook, path)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", help="notebooks or folders of notebooks")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+    notebooks = find_notebooks(args.paths)
+    if not notebooks:
+        parser.error("no notebooks found")
+    rows = []
+    for path in notebooks:
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        print(f"executing {shown}", flush=True)
+        rows.append((path, execute_notebook(path, timeout=args.timeout)))
+    print(f"\n{'notebook':<60} {'seconds':>8}")
+    for path, seconds in rows:
+        flag = "  over budget" if seconds > BUDGET_S else ""
+        print(f"{path.name:<60} {seconds:8.1f}{flag}")
+    print(f"{'total':<60} {sum(s for _, s in rows):8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The book's figure style: applied locally, rendered reproducibly as PNG."""
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+
+from kexue_nb.plotting import BOOK_STYLE, PALETTE, book_style, png_bytes, show
+
+
+def test_style_is_local():
+    before = dict(matplotlib.rcParams)
+    with book_style():
+        assert matplotlib.rcParams["axes.spines.top"] is False
+        assert matplotlib.rcParams["axes.prop_cycle"].by_key()["color"][0] == PALETTE[0]
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_png_is_reproducible_and_png():
+    with book_style():
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+    first, second = png_bytes(fig), png_bytes(fig)
+    plt.close(fig)
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert first == second
+    width = int.from_bytes(first[16:20], "big")
+    assert width == round(BOOK_STYLE["figure.figsize"][0] * BOOK_STYLE["figure.dpi"])
+
+
+def test_show_displays_png_and_closes(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    fig, _ = plt.subplots()
+    show(fig)
+    assert shown[0].format == "png" and shown[0].data[:4] == b"\x89PNG"
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_png_bytes_rejects_non_figures():
+    with pytest.raises(ValueError, match="`fig` must be a matplotlib Figure"):
+        png_bytes("not a figure")

@@ -1,0 +1,128 @@
+"""The notebook tools: execute in place, check executed state, check the HTML is offline."""
+
+import json
+
+import nbformat
+import pytest
+
+from kexue_nb.checks import Ledger
+from kexue_nb.tools import check_executed, check_offline, execute
+
+
+def _write_chapter(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_markdown_cell("# T")] + [
+        nbformat.v4.new_code_cell(c) for c in cells
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+CHAPTER_CELLS = [
+    "import numpy as np\nfrom kexue_nb.checks import Ledger\nledger = Ledger('chap')",
+    "x = np.random.default_rng(0).normal(size=1000).mean()\n"
+    "ledger.numeric('mean', 'sample mean', x, 0.0, atol=4 / 1000**0.5, basis='4 se')\n"
+    "print(f'{x:.3f}')",
+    "ledger.table()",
+]
+
+
+@pytest.fixture(scope="module")
+def executed_chapter(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("book")
+    path = _write_chapter(folder / "chap.ipynb", CHAPTER_CELLS)
+    seconds = execute.execute_notebook(path)
+    return path, seconds
+
+
+def test_execute_runs_in_place_top_to_bottom(executed_chapter):
+    path, seconds = executed_chapter
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, 2, 3]
+    assert code[1].outputs[0]["text"] == "-0.048\n"  # seeded: the same on every run
+    assert seconds > 0
+    assert check_executed.problems_in(path) == []
+
+
+def test_find_notebooks_puts_readers_last_and_skips_build(tmp_path):
+    for name in ("verification.ipynb", "b.ipynb", "a.ipynb"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "_build").mkdir()
+    (tmp_path / "_build" / "c.ipynb").write_text("{}")
+    names = [p.name for p in execute.find_notebooks([tmp_path])]
+    assert names == ["a.ipynb", "b.ipynb", "verification.ipynb"]
+    with pytest.raises(ValueError, match="`paths` must name notebooks or folders"):
+        execute.find_notebooks([tmp_path / "missing.txt"])
+
+
+def test_check_executed_finds_each_problem(tmp_path, executed_chapter):
+    unexecuted = _write_chapter(tmp_path / "chap.ipynb", CHAPTER_CELLS)
+    assert check_executed.problems_in(unexecuted) == [
+        "3 of 3 code cells never executed",
+        "no ledger table in the stored outputs",
+    ]
+
+    data = json.loads(executed_chapter[0].read_text())
+    code = [c for c in data["cells"] if c["cell_type"] == "code"]
+    code[0]["execution_count"] = 7
+    code[1]["outputs"].append(
+        {"output_type": "error", "ename": "ZeroDivisionError", "evalue": "", "traceback": []}
+    )
+    code[2]["outputs"][0]["metadata"]["kexue_nb"]["ledger"]["claims"][0]["passed"] = False
+    broken = tmp_path / "other.ipynb"
+    broken.write_text(json.dumps(data))
+    assert check_executed.problems_in(broken) == [
+        "execution counts [7, 2, 3] are not one top-to-bottom run",
+        "1 error output(s): ZeroDivisionError",
+        "failing claims ['mean']",
+        "ledger chapter 'chap' is not the stem 'other'",
+    ]
+    assert check_executed.main([str(tmp_path)]) == 1
+
+
+def test_check_executed_main_passes_clean_book(executed_chapter, capsys):
+    assert check_executed.main([str(executed_chapter[0])]) == 0
+    assert "all executed and clean" in capsys.readouterr().out
+
+
+def test_ledger_table_output_is_what_check_reads(executed_chapter):
+    ledger = Ledger("chap")
+    ledger.numeric("mean", "sample mean", -0.016, 0.0, atol=0.2, basis="4 se")
+    stored = check_executed.read_ledger(executed_chapter[0])
+    assert stored["chapter"] == "chap" and [c["id"] for c in stored["claims"]] == ["mean"]
+
+
+def _page(body):
+    head = "<script src='_static/mathjax/tex-chtml.js'></script>"
+    return f"<html><head>{head}</head><body>{body}</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("body", "remote"),
+    [
+        ("<a href='https://kexue.fm/archives/8829'>article</a>", []),
+        ("<img src='images/a.png'>", []),
+        ("<script src='https://unpkg.com/thebe'></script>", ["<script> https://unpkg.com/thebe"]),
+        ("<link rel='stylesheet' href='//cdn.example/x.css'>", ["<link> //cdn.example/x.css"]),
+        ("<link rel='canonical' href='https://example.org/'>", []),
+        ("<img src='http://example.org/a.png'>", ["<img> http://example.org/a.png"]),
+    ],
+)
+def test_check_offline_flags_remote_loads_only(tmp_path, body, remote):
+    (tmp_path / "index.html").write_text(_page(body))
+    found, pages, mathjax = check_offline.scan(tmp_path)
+    assert pages == 1 and mathjax
+    assert found.get(tmp_path / "index.html", []) == remote
+    assert check_offline.main([str(tmp_path)]) == (1 if remote else 0)
+
+
+def test_check_offline_requires_local_mathjax_and_pages(tmp_path):
+    assert check_offline.main([str(tmp_path)]) == 1
+    (tmp_path / "index.html").write_text("<html><body>no math</body></html>")
+    assert check_offline.main([str(tmp_path)]) == 1
