@@ -65,6 +65,11 @@ class Claim:
     passed: bool
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One robust line, e.g. ``✓ numeric 'mc': 0.503 vs 0.5; error 0.003 ≤ 0.004``."""
+        mark = "✓" if self.passed else "✗"
+        return f"{mark} {self.kind} {self.id!r}: {evidence_summary(self.to_json())}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

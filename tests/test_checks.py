@@ -233,3 +233,9 @@ def test_read_and_collect_ledgers(tmp_path, ledger):
     assert read_ledger(tmp_path / "part" / "test-chapter.ipynb")["chapter"] == "test-chapter"
     found = collect_ledgers(tmp_path)
     assert [f["notebook"] for f in found] == ["part/test-chapter.ipynb"]
+
+
+def test_claim_repr_is_one_robust_line(ledger):
+    claim = ledger.numeric("mc", "mean", 0.5 + 1e-13, 0.5, atol=0.004, basis="b")
+    assert repr(claim) == "✓ numeric 'mc': 0.5 vs 0.5; error < 1e-12 ≤ 0.004"
+    assert repr(ledger.symbolic("s", "s", x, x)) == "✓ symbolic 's': difference simplifies to 0"

@@ -1,0 +1,160 @@
+"""Open every page of the built book in headless Chromium and check it as a reader meets it.
+
+    python -m kexue_nb.tools.check_browser _build/html --screenshots _build/screenshots
+
+The site is served on 127.0.0.1 from the build folder. For every page: no request leaves the
+local server and none fails; MathJax has typeset every formula (each ``.math`` element holds a
+rendered ``mjx-container``, no ``mjx-merror`` node, no raw ``\\(``, ``\\[`` or ``$$`` left in
+the text outside code); every image has loaded (natural width > 0). The sidebar of the front
+page must link every page of ``_toc.yml``. A screenshot of each page's first screen is saved.
+Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+#: JavaScript run in each page once MathJax has finished: what a reader would see as broken.
+PAGE_REPORT_JS = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const maths = [...document.querySelectorAll('.math')];
+  const untypeset = maths.filter(m => !m.querySelector('mjx-container')).length;
+  const errors = document.querySelectorAll('mjx-merror').length;
+  const walker = document.createTreeWalker(document.querySelector('main') || document.body,
+                                           NodeFilter.SHOW_TEXT);
+  const raw = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement.closest('pre, code, script, style, .highlight, mjx-container')) continue;
+    if (/\\\\\\(|\\\\\\[|\\$\\$/.test(node.textContent)) raw.push(node.textContent.slice(0, 60));
+  }
+  const images = [...document.images];
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+  return {maths: maths.length, untypeset, errors, raw, images: images.length, broken};
+}"""
+
+
+def toc_pages(toc_file: Path) -> list[str]:
+    """The HTML paths (relative to the build) of every page named in ``_toc.yml``."""
+    toc = yaml.safe_load(toc_file.read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("chapters", []) + entry.get("sections", []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return [f"{Path(f).with_suffix('')}.html" for f in files]
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` on 127.0.0.1 (a free port) for the duration of the block."""
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep the test output readable
+        pass
+
+
+def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str) -> list[str]:
+    """Every problem found on the site, as readable lines (empty when the site is sound)."""
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    pages = sorted(p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")
+                   if "_static" not in p.relative_to(html_dir).parts)  # theme templates
+    chapters = toc_pages(toc_file)
+    missing = [c for c in chapters if c not in pages]
+    problems += [f"{c}: listed in _toc.yml but not built" for c in missing]
+    screenshots.mkdir(parents=True, exist_ok=True)
+    with serve(html_dir) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        for rel in pages:
+            page = context.new_page()
+            bad_requests: list[str] = []
+            page.on("request", lambda r, bad=bad_requests: None if r.url.startswith(base)
+                    or r.url.startswith("data:") else bad.append(f"external request {r.url}"))
+            page.on("requestfailed", lambda r, bad=bad_requests: bad.append(
+                f"failed request {r.url}"))
+            page.on("response", lambda r, bad=bad_requests: bad.append(
+                f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
+            response = page.goto(f"{base}/{rel}", wait_until="load")
+            if response is None or response.status != 200:
+                problems.append(f"{rel}: did not load")
+                page.close()
+                continue
+            report = page.evaluate(PAGE_REPORT_JS)
+            problems += [f"{rel}: {b}" for b in bad_requests]
+            if report["untypeset"]:
+                problems.append(f"{rel}: {report['untypeset']} of {report['maths']} formulas "
+                                "not typeset by MathJax")
+            if report["errors"]:
+                problems.append(f"{rel}: {report['errors']} MathJax error nodes")
+            problems += [f"{rel}: raw TeX left in the text: {t!r}" for t in report["raw"]]
+            problems += [f"{rel}: image did not load: {src}" for src in report["broken"]]
+            if rel in chapters:
+                shot = screenshots / (rel.removesuffix(".html").replace("/", "__") + ".png")
+                page.screenshot(path=str(shot))
+            if rel == chapters[0]:
+                hrefs = page.eval_on_selector_all(
+                    "nav.bd-links a, .bd-sidenav a", "els => els.map(e => e.href)")
+                linked = {h.split("#")[0].removeprefix(base + "/") for h in hrefs}
+                problems += [f"{c}: not reachable from the front page's navigation"
+                             for c in chapters[1:] if c not in linked]
+            page.close()
+        browser.close()
+    print(f"checked {len(pages)} pages in Chromium; screenshots of {len(chapters)} in {screenshots}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("html_dir", type=Path, help="the built HTML folder, e.g. _build/html")
+    parser.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="the book's _toc.yml")
+    parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"),
+                        help="folder for the first-screen screenshots")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium",
+                        help="the Chromium executable")
+    args = parser.parse_args(argv)
+    if not Path(args.chromium).exists():
+        print(f"no Chromium at {args.chromium}: install Debian's package `chromium`")
+        return 1
+    problems = check_site(args.html_dir, args.toc, args.screenshots, args.chromium)
+    for problem in problems:
+        print(problem)
+    print("browser check: " + ("all pages sound" if not problems else f"{len(problems)} problems"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
