@@ -1,6 +1,7 @@
 # kexue-notes: one command to build the book, one to run every test.
 #   make book   set up .venv and build the HTML book under _build/html
-#   make test   set up .venv and run lint, unit tests, strict nbval, the -W build, offline check
+#   make test   set up .venv and run lint, unit tests, strict nbval, the -W build, the offline
+#               check and the browser check (headless Chromium, Debian's package)
 #   make lab    open the chapters in JupyterLab from the project's environment
 #   make execute  re-execute every notebook in place (after changing a chapter or kexue_nb)
 
@@ -11,7 +12,7 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install book test lint unit nbval executed html offline lab execute clean
+.PHONY: install chromium book test lint unit nbval executed html offline browser lab execute clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +21,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
+
+# Debian's Chromium for the browser check; installed when missing and we are root (as in CI).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "install Debian's chromium (apt-get install chromium) for the browser check"; exit 1; }
 
 book: install html
 
@@ -41,7 +48,10 @@ executed: install
 offline:
 	$(PY) -m kexue_nb.tools.check_offline _build/html
 
-test: install lint unit executed nbval html offline
+browser: install chromium
+	$(PY) -m kexue_nb.tools.check_browser _build/html --screenshots _build/screenshots
+
+test: install chromium lint unit executed nbval html offline browser
 	@echo "all checks passed"
 
 lab: install

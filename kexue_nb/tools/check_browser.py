@@ -133,7 +133,7 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
                              for c in chapters[1:] if c not in linked]
             page.close()
         browser.close()
-    print(f"checked {len(pages)} pages in Chromium; screenshots of {len(chapters)} in {screenshots}")
+    print(f"checked {len(pages)} pages in Chromium; {len(chapters)} screenshots in {screenshots}")
     return problems
 
 

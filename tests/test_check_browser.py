@@ -1,0 +1,63 @@
+"""The browser check: table of contents, local server, and a real page in Chromium."""
+
+import shutil
+import urllib.request
+
+import pytest
+
+from kexue_nb.tools.check_browser import check_site, serve, toc_pages
+
+TOC = """format: jb-book
+root: book/intro
+parts:
+  - caption: A
+    chapters:
+      - file: book/a/one
+        sections:
+          - file: book/a/two
+"""
+
+
+def test_toc_pages_lists_root_and_nested_files(tmp_path):
+    (tmp_path / "_toc.yml").write_text(TOC)
+    assert toc_pages(tmp_path / "_toc.yml") == [
+        "book/intro.html", "book/a/one.html", "book/a/two.html"]
+
+
+def test_serve_is_local_and_stops(tmp_path):
+    (tmp_path / "x.html").write_text("hello")
+    with serve(tmp_path) as base:
+        assert base.startswith("http://127.0.0.1:")
+        assert urllib.request.urlopen(f"{base}/x.html").read() == b"hello"
+
+
+@pytest.fixture
+def site(tmp_path):
+    html = tmp_path / "html"
+    (html / "book").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    return tmp_path, html
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_sound_page_passes_and_is_screenshot(site):
+    root, html = site
+    page = "<html><body><main><p>plain text</p></main></body></html>"
+    (html / "book" / "intro.html").write_text(page)
+    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    assert problems == []
+    assert (root / "shots" / "book__intro.png").stat().st_size > 0
+
+
+def test_external_request_raw_tex_and_broken_image_are_reported(site):
+    root, html = site
+    (html / "book" / "intro.html").write_text(
+        "<html><body><main><p>raw $$x^2$$ here</p><img src='missing.png'>"
+        "<img src='https://example.invalid/a.png'></main></body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    text = "\n".join(problems)
+    assert "external request https://example.invalid/a.png" in text
+    assert "raw TeX left in the text" in text
+    assert "image did not load" in text and "HTTP 404" in text
