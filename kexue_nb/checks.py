@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-#: Magnitudes below this are printed as ``< 1e-12``: their digits depend on the CPU.
-PRINT_FLOOR = 1e-12
+#: Magnitudes below this are printed as ``< 1e-10``: their digits depend on the CPU.
+PRINT_FLOOR = 1e-10
 
 
 class ClaimFailed(AssertionError):
@@ -83,7 +83,7 @@ class Claim:
 def format_number(x: float, digits: int = 4) -> str:
     """Print ``x`` with ``digits`` significant figures, robustly across CPUs.
 
-    Magnitudes below :data:`PRINT_FLOOR` print as ``< 1e-12`` (round-off differs between
+    Magnitudes below :data:`PRINT_FLOOR` print as ``< 1e-10`` (round-off differs between
     machines), so stored notebook outputs do not change with the processor.
     """
     x = float(x)
