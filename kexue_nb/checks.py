@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-#: Magnitudes below this are printed as ``< 1e-10``: their digits depend on the CPU.
+#: Magnitudes below this are printed as ``≈0``: their digits depend on the CPU.
 PRINT_FLOOR = 1e-10
 
 
@@ -83,8 +83,8 @@ class Claim:
 def format_number(x: float, digits: int = 4) -> str:
     """Print ``x`` with ``digits`` significant figures, robustly across CPUs.
 
-    Magnitudes below :data:`PRINT_FLOOR` print as ``< 1e-10`` (round-off differs between
-    machines), so stored notebook outputs do not change with the processor.
+    Magnitudes below :data:`PRINT_FLOOR`, zero included, print as ``≈0`` (round-off differs
+    between machines), so stored notebook outputs do not change with the processor.
     """
     x = float(x)
     if math.isnan(x):
@@ -92,7 +92,7 @@ def format_number(x: float, digits: int = 4) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     if abs(x) < PRINT_FLOOR:
-        return "0" if x == 0 else f"< {PRINT_FLOOR:.0e}"
+        return "≈0"  # exact zero too: whether round-off lands on 0 depends on the CPU
     return f"{x:.{digits}g}"
 
 

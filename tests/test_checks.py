@@ -185,8 +185,8 @@ def test_table_displays_markdown_plain_and_metadata(ledger, monkeypatch):
 def test_format_number_is_robust():
     assert format_number(0.123456) == "0.1235"
     assert format_number(2e-9) == "2e-09"
-    assert format_number(3e-17) == "< 1e-10"
-    assert format_number(0.0) == "0"
+    assert format_number(3e-17) == "≈0"
+    assert format_number(0.0) == "≈0"
     assert format_number(float("inf")) == "inf"
     assert format_number(12345.678, 3) == "1.23e+04"
 
@@ -197,7 +197,7 @@ def test_evidence_summary_forms():
         "kind": "numeric",
         "evidence": {"estimate": 0.5, "expected": 0.5, "error": 1e-17, "atol": 1e-10, "rtol": 0.0},
     }
-    assert evidence_summary(numeric) == "0.5 vs 0.5; error < 1e-10 ≤ 1e-10"
+    assert evidence_summary(numeric) == "0.5 vs 0.5; error ≈0 ≤ 1e-10"
     bound = {"kind": "numeric", "evidence": {"estimate": 6.0, "lower": 5.0}}
     assert evidence_summary(bound) == "6 ≥ 5"
 
@@ -238,5 +238,5 @@ def test_read_and_collect_ledgers(tmp_path, ledger):
 
 def test_claim_repr_is_one_robust_line(ledger):
     claim = ledger.numeric("mc", "mean", 0.5 + 1e-13, 0.5, atol=0.004, basis="b")
-    assert repr(claim) == "✓ numeric 'mc': 0.5 vs 0.5; error < 1e-10 ≤ 0.004"
+    assert repr(claim) == "✓ numeric 'mc': 0.5 vs 0.5; error ≈0 ≤ 0.004"
     assert repr(ledger.symbolic("s", "s", x, x)) == "✓ symbolic 's': difference simplifies to 0"
