@@ -208,14 +208,19 @@ def test_gradient_of_gamma_in_target_is_inverse_slope() -> None:
     assert float(target.grad) == pytest.approx(float(1 / slope), rel=1e-9)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu() -> None:  # pragma: no cover - CPU-only machines
-    p = torch.softmax(torch.randn(64, 100, dtype=torch.float64), dim=-1)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_result_follows_input_device_and_matches_float64_cpu(device: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    p = torch.softmax(torch.randn(64, 100, dtype=torch.float64, generator=gen), dim=-1)
     target = torch.full((64,), 2.0, dtype=torch.float64)
-    q_cpu, g_cpu = entropy_normalize(p, target)
-    q_gpu, g_gpu = entropy_normalize(p.cuda(), target.cuda())
-    assert q_gpu.device.type == "cuda"
-    assert torch.allclose(g_gpu.cpu(), g_cpu, rtol=1e-9)
+    q_ref, g_ref = entropy_normalize(p, target)
+    q, g = entropy_normalize(p.to(device), target.to(device))
+    assert q.device.type == device and g.device.type == device
+    assert torch.allclose(g.cpu(), g_ref, rtol=1e-9)
+    assert torch.allclose(entropy(q).cpu(), target, atol=1e-10)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,272 @@
+"""Command line: train a diffusion model, then sample from its checkpoint.
+
+    python -m kexue_nb.diffusion train --data moons --steps 3000 --out runs/moons
+    python -m kexue_nb.diffusion sample --checkpoint runs/moons --n 2000 --sampler ddim --steps 50
+
+``train`` writes ``OUT/checkpoint.safetensors`` (resumable with ``--resume``) and
+``OUT/loss.npz``; ``sample`` writes ``samples.npz`` (``x``, and ``y`` for labelled sampling) and
+``samples.png`` (a scatter for 2-D data, an image grid for digits) next to the checkpoint or into
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .models import MLPDenoiser, UNet8
+from .schedule import Schedule
+from .trainer import TrainConfig, Trainer, resolve_device
+
+__all__ = ["build_parser", "main"]
+
+DATASETS = ("moons", "eight-gaussians", "swiss-roll", "mixture", "digits")
+SCHEDULES = ("su", "linear", "cosine")
+
+
+def _mixture():
+    from .data import LabelledMixture
+
+    return LabelledMixture.ring(8)  # eight components on a circle, component k is class k
+
+
+def load_data(name: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training data of the CLI: ``n`` seeded points of a 2-D set, or the 8×8 digits (all)."""
+    from . import data
+
+    g = torch.Generator().manual_seed(seed)
+    if name == "moons":
+        return data.moons(n, g), None
+    if name == "eight-gaussians":
+        return data.eight_gaussians(n, g), None
+    if name == "swiss-roll":
+        return data.swiss_roll(n, g), None
+    if name == "mixture":
+        return _mixture().sample(n, g)
+    if name == "digits":
+        return data.load_digits()
+    raise ValueError(f"`data` must be one of {DATASETS}, got {name!r}")
+
+
+def make_schedule(name: str, T: int) -> Schedule:
+    """The schedule named on the command line."""
+    if name == "su":
+        return Schedule.su(T)
+    if name == "linear":
+        return Schedule.linear(T)
+    if name == "cosine":
+        return Schedule.cosine(T)
+    raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {name!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m kexue_nb.diffusion``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kexue_nb.diffusion",
+        description="Train ε-prediction diffusion models on 2-D toy sets or 8×8 digits, and "
+                    "sample from their checkpoints (DDPM or DDIM, optional classifier-free "
+                    "guidance).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample}")
+
+    tr = sub.add_parser("train", help="train a model and write OUT/checkpoint.safetensors",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="Train with the ε-prediction loss; checkpoints are atomic "
+                                    "and --resume continues a killed run exactly.")
+    tr.add_argument("--data", choices=DATASETS, default="moons", help="training set")
+    tr.add_argument("--n", type=int, default=20000,
+                    help="number of training points for the 2-D sets (digits: all 1,797)")
+    tr.add_argument("--model", choices=("mlp", "unet8"), default=None,
+                    help="network (default: mlp for 2-D sets, unet8 for digits)")
+    tr.add_argument("--width", type=int, default=None,
+                    help="mlp hidden width (default 256) or unet8 base channels (default 32)")
+    tr.add_argument("--depth", type=int, default=4, help="mlp residual blocks")
+    tr.add_argument("--conditional", action="store_true",
+                    help="train on the labels (mixture, digits) with label dropout, for CFG")
+    tr.add_argument("--schedule", choices=SCHEDULES, default="linear",
+                    help="noise schedule (su: α_t = √(1 − 0.02 t/T))")
+    tr.add_argument("--T", type=int, default=1000, help="diffusion steps")
+    tr.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    tr.add_argument("--batch-size", type=int, default=256, help="batch size")
+    tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    tr.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
+    tr.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay per step")
+    tr.add_argument("--label-dropout", type=float, default=0.1,
+                    help="probability of the null label (with --conditional)")
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
+    tr.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--seed", type=int, default=0, help="seed of data, init and training")
+    tr.add_argument("--log-every", type=int, default=100, help="steps between loss readouts")
+    tr.add_argument("--checkpoint-every", type=int, default=500,
+                    help="steps between checkpoints (0: only at the end)")
+    tr.add_argument("--out", required=True, help="output folder")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from OUT/checkpoint.safetensors if it exists")
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    sa = sub.add_parser("sample", help="sample from a checkpoint",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="Sample with the EMA weights (unless --raw) and write "
+                                    "samples.npz and samples.png.")
+    sa.add_argument("--checkpoint", required=True,
+                    help="checkpoint file, or a training folder holding checkpoint.safetensors")
+    sa.add_argument("--n", type=int, default=1000, help="number of samples")
+    sa.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="sampler")
+    sa.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM uses all T)")
+    sa.add_argument("--eta", type=float, default=0.0, help="DDIM noise level η")
+    sa.add_argument("--variance", choices=("beta", "posterior"), default="beta",
+                    help="DDPM σ_t: β_t or the posterior β̄_{t−1}β_t/β̄_t")
+    sa.add_argument("--w", type=float, default=0.0,
+                    help="classifier-free guidance weight w (needs --label)")
+    sa.add_argument("--label", type=int, default=None,
+                    help="class to sample (conditional models); default unconditional")
+    sa.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    sa.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
+    sa.add_argument("--raw", action="store_true", help="use the raw weights instead of EMA")
+    sa.add_argument("--out", default=None, help="output folder (default: the checkpoint's)")
+    sa.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    x, y = load_data(args.data, args.n, args.seed)
+    if args.conditional and y is None:
+        raise ValueError(f"`--conditional` needs a labelled set (mixture, digits), "
+                         f"got {args.data!r}")
+    if not args.conditional:
+        y = None
+    num_classes = int(y.max()) + 1 if y is not None else 0
+    schedule = make_schedule(args.schedule, args.T)
+    kind = args.model or ("unet8" if args.data == "digits" else "mlp")
+    init = torch.Generator().manual_seed(args.seed)
+    if kind == "unet8":
+        if x.ndim != 4:
+            raise ValueError(f"`--model unet8` needs image data (digits), got {args.data!r}")
+        model = UNet8(channels=x.shape[1], base=args.width or 32, T=args.T,
+                      num_classes=num_classes, generator=init)
+    else:
+        model = MLPDenoiser(dim=int(np.prod(x.shape[1:])), hidden=args.width or 256,
+                            depth=args.depth, T=args.T, num_classes=num_classes, generator=init)
+        x = x.reshape(x.shape[0], -1)
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+        ema_decay=args.ema_decay, label_dropout=args.label_dropout if y is not None else 0.0,
+        precision=args.precision, compile=args.compile, device=args.device, seed=args.seed,
+        log_every=args.log_every, checkpoint_every=args.checkpoint_every, out_dir=args.out,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, schedule, x, y, config)
+    result = trainer.train(resume=args.resume)
+    np.savez(out / "loss.npz", steps=np.asarray(result.steps), loss=np.asarray(result.losses),
+             lr=np.asarray(result.lrs))
+    (out / "run.json").write_text(json.dumps(
+        {"data": args.data, "n": args.n, "schedule": args.schedule, "T": args.T,
+         "model": type(model).__name__, "config": model.config}, indent=1) + "\n")
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    print(f"trained {result.final_step} steps on {trainer.device.type} "
+          f"({result.steps_per_second:.1f} steps/s); last loss {last}; "
+          f"checkpoint {trainer.checkpoint_path}")
+    return 0
+
+
+def _scatter_png(x: np.ndarray) -> bytes:
+    from matplotlib.figure import Figure
+
+    from ..plotting import book_style, png_bytes
+
+    with book_style():
+        fig = Figure(figsize=(4.5, 4.5))
+        ax = fig.add_subplot()
+        ax.scatter(x[:, 0], x[:, 1], s=3, alpha=0.5)
+        ax.set_aspect("equal")
+        ax.set_title(f"{len(x)} samples")
+        return png_bytes(fig)
+
+
+def _grid_png(x: np.ndarray) -> bytes:
+    from matplotlib.figure import Figure
+
+    from ..plotting import book_style, png_bytes
+
+    k = min(10, int(np.ceil(np.sqrt(len(x)))))
+    imgs = np.clip(x[: k * k, 0], -1, 1)
+    canvas = np.full((k * 9 + 1, k * 9 + 1), -1.0)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, k)
+        canvas[1 + 9 * r: 9 + 9 * r, 1 + 9 * c: 9 + 9 * c] = img
+    with book_style():
+        fig = Figure(figsize=(4, 4))
+        ax = fig.add_subplot()
+        ax.imshow(canvas, cmap="gray_r", vmin=-1, vmax=1)
+        ax.axis("off")
+        return png_bytes(fig)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .guidance import ClassifierFreeGuidance
+    from .samplers import ddim_sample, ddpm_sample
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if args.n < 1:
+        raise ValueError(f"`--n` must be >= 1, got {args.n}")
+    ckpt = load_checkpoint(path)
+    device = resolve_device(args.device)
+    model = ckpt.build_model(ema=not args.raw).to(device)
+    if ckpt.schedule_betas is None:
+        raise ValueError(f"checkpoint {str(path)!r} stores no schedule")
+    schedule = Schedule.from_betas(ckpt.schedule_betas)
+    num_classes = int(getattr(model, "num_classes", 0))
+    y = guidance = None
+    if args.label is not None:
+        if not 0 <= args.label < num_classes:
+            raise ValueError(f"`--label` must lie in 0..{num_classes - 1} for this model "
+                             f"(num_classes = {num_classes}), got {args.label}")
+        y = torch.full((args.n,), args.label, dtype=torch.long, device=device)
+        if args.w > 0:
+            guidance = ClassifierFreeGuidance(args.w)
+    elif args.w != 0:
+        raise ValueError("`--w` needs `--label` (guidance steers towards a class)")
+    shape = (args.n, *ckpt.extra["data_shape"][1:])
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    common = dict(y=y, guidance=guidance, generator=g, device=device,
+                  progress=not args.no_progress)
+    if args.sampler == "ddpm":
+        out = ddpm_sample(model, schedule, shape, variance=args.variance, **common)
+    else:
+        out = ddim_sample(model, schedule, shape, steps=args.steps, eta=args.eta, **common)
+    x = out.x.float().cpu().numpy()
+    folder = Path(args.out) if args.out else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"x": x} if y is None else {"x": x, "y": y.cpu().numpy()}
+    np.savez(folder / "samples.npz", **arrays)
+    png = _grid_png(x) if x.ndim == 4 else _scatter_png(x.reshape(len(x), -1))
+    (folder / "samples.png").write_bytes(png)
+    print(f"wrote {len(x)} samples to {folder / 'samples.npz'} and {folder / 'samples.png'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (errors in arguments print a message, status 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _train(args) if args.command == "train" else _sample(args)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Two-sample distances for judging generated samples, with their noise floors.
+
+* :func:`energy_distance`: Székely & Rizzo's energy distance (V-statistic, square-root form, as
+  ``scipy.stats.energy_distance``): D(X, Y) = √(2E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖).
+* :func:`sliced_wasserstein`: the average over random unit directions θ of the 1-D Wasserstein
+  distance of the projections θ·X, θ·Y (order p = 1 or 2).
+* :func:`frechet_digits_distance`: the Fréchet distance ‖μ_x − μ_y‖² + Tr(Σ_x + Σ_y −
+  2(Σ_x^{1/2} Σ_y Σ_x^{1/2})^{1/2}) (Heusel et al. 2017, the FID formula) between Gaussians fitted
+  to the penultimate features of a small 8×8-digits classifier shipped with the package
+  (``digits_features.safetensors``, trained by ``python -m kexue_nb.diffusion.train_features``).
+* :func:`noise_floor`: the same distance between two disjoint real subsets of the sample size
+  used, the level below which a generated set cannot be told from real data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "DigitsFeatureNet",
+    "FEATURES_PATH",
+    "NoiseFloor",
+    "digits_features",
+    "energy_distance",
+    "frechet_digits_distance",
+    "frechet_distance",
+    "load_feature_net",
+    "noise_floor",
+    "sliced_wasserstein",
+]
+
+#: The shipped weights of the digits feature network.
+FEATURES_PATH = Path(__file__).with_name("digits_features.safetensors")
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def _as_points(x: ArrayLike, name: str) -> torch.Tensor:
+    """A float64 CPU tensor of shape (n, d); a 1-D input is n points in one dimension."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach())
+    t = t.to("cpu", torch.float64)
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2 or t.shape[0] < 1:
+        raise ValueError(
+            f"`{name}` must have shape (n,) or (n, d) with n >= 1, got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"`{name}` must be finite")
+    return t
+
+
+def _pair(x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = _as_points(x, "x"), _as_points(y, "y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"`y` must have x's dimension {a.shape[1]}, got {b.shape[1]}")
+    return a, b
+
+
+def _mean_distance(a: torch.Tensor, b: torch.Tensor, block: int = 2048) -> float:
+    """(1/(n m)) Σ_ij ‖a_i − b_j‖, in row blocks to bound the memory."""
+    total = 0.0
+    for i in range(0, a.shape[0], block):
+        total += float(torch.cdist(a[i:i + block], b,
+                                  compute_mode="donot_use_mm_for_euclid_dist").sum())
+    return total / (a.shape[0] * b.shape[0])
+
+
+def energy_distance(x: ArrayLike, y: ArrayLike) -> float:
+    """Energy distance D = √(2E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖) of two samples (n, d), (m, d).
+
+    Székely & Rizzo (2013): the V-statistic with all pairs (i = j included), the convention of
+    ``scipy.stats.energy_distance`` (which it equals in 1-D). D = 0 iff the empirical laws agree.
+    """
+    a, b = _pair(x, y)
+    d2 = 2 * _mean_distance(a, b) - _mean_distance(a, a) - _mean_distance(b, b)
+    return math.sqrt(max(d2, 0.0))
+
+
+def _wasserstein_1d(u: torch.Tensor, v: torch.Tensor, p: int) -> torch.Tensor:
+    """W_p^p between the empirical laws of the rows of u (P, n) and v (P, m), row by row:
+    ∫_0^1 |F^{-1}(q) − G^{-1}(q)|^p dq with piecewise-constant quantile functions."""
+    n, m = u.shape[1], v.shape[1]
+    us, vs = torch.sort(u, dim=1).values, torch.sort(v, dim=1).values
+    levels = torch.cat([torch.arange(1, n + 1, dtype=torch.float64) / n,
+                        torch.arange(1, m + 1, dtype=torch.float64) / m]).unique()  # sorted
+    widths = torch.diff(levels, prepend=torch.zeros(1, dtype=torch.float64))
+    mid = levels - widths / 2
+    iu = torch.clamp(torch.ceil(mid * n).long() - 1, 0, n - 1)
+    iv = torch.clamp(torch.ceil(mid * m).long() - 1, 0, m - 1)
+    return ((us[:, iu] - vs[:, iv]).abs() ** p * widths).sum(1)
+
+
+def sliced_wasserstein(
+    x: ArrayLike,
+    y: ArrayLike,
+    n_projections: int = 256,
+    generator: torch.Generator | None = None,
+    p: int = 1,
+) -> float:
+    """Sliced Wasserstein distance (E_θ W_p^p(θ·X, θ·Y))^{1/p}, θ uniform on the unit sphere.
+
+    The expectation is a Monte Carlo average over ``n_projections`` directions drawn with
+    ``generator``. In 1-D there is one direction up to sign and the result is the exact W_p
+    (``scipy.stats.wasserstein_distance`` for p = 1). Sample sizes may differ.
+    """
+    a, b = _pair(x, y)
+    if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
+        raise ValueError(f"`n_projections` must be a positive integer, got {n_projections!r}")
+    if p not in (1, 2):
+        raise ValueError(f"`p` must be 1 or 2, got {p!r}")
+    d = a.shape[1]
+    if d == 1:
+        theta = torch.ones(1, 1, dtype=torch.float64)
+    else:
+        theta = torch.randn(n_projections, d, generator=generator, dtype=torch.float64)
+        theta = theta / theta.norm(dim=1, keepdim=True)
+    wp = _wasserstein_1d(theta @ a.T, theta @ b.T, p)
+    return float(wp.mean() ** (1.0 / p))
+
+
+# --------------------------------------------------------------------------------------
+# Fréchet distance in the features of a small digits classifier
+def frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: ArrayLike) -> float:
+    """Fréchet (2-Wasserstein²) distance of N(μ1, Σ1) and N(μ2, Σ2):
+    ‖μ1 − μ2‖² + Tr Σ1 + Tr Σ2 − 2 Tr (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2} (Heusel et al. 2017).
+
+    Matrix square roots by symmetric eigendecomposition (eigenvalues clipped at 0), float64;
+    the result is clipped at 0 (round-off of near-singular covariances).
+    """
+    m1, m2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
+    c1, c2 = np.asarray(cov1, dtype=np.float64), np.asarray(cov2, dtype=np.float64)
+    d = m1.shape[0] if m1.ndim == 1 else -1
+    for name, c in (("cov1", c1), ("cov2", c2)):
+        if c.shape != (d, d):
+            raise ValueError(f"`{name}` must have shape ({d}, {d}), got {c.shape}")
+    if m1.ndim != 1 or m2.shape != m1.shape:
+        raise ValueError(f"`mu2` must have mu1's shape {m1.shape}, got {m2.shape}")
+
+    def sqrt_psd(c: np.ndarray) -> np.ndarray:
+        w, v = np.linalg.eigh((c + c.T) / 2)
+        return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+    s1 = sqrt_psd(c1)
+    inner = np.linalg.eigvalsh(s1 @ ((c2 + c2.T) / 2) @ s1)
+    tr_sqrt = float(np.sqrt(np.clip(inner, 0.0, None)).sum())
+    diff = m1 - m2
+    # the value is >= 0; near-singular covariances (e.g. dead ReLU features) leave round-off of
+    # order √(machine ε)·Tr Σ from the square roots, which is clipped at 0
+    return max(float(diff @ diff + np.trace(c1) + np.trace(c2) - 2.0 * tr_sqrt), 0.0)
+
+
+class DigitsFeatureNet(nn.Module):
+    """A small CNN for 8×8 digits in [−1, 1]: two 3×3 convolutions (16, 32 channels, ReLU), 2×2
+    average pooling, a 64-unit ReLU layer (the features) and a 10-way linear head."""
+
+    feature_dim = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+            nn.AvgPool2d(2), nn.Flatten(),
+            nn.Linear(32 * 4 * 4, self.feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(self.feature_dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features, (N, 64)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, (N, 10)."""
+        return self.head(self.body(x))
+
+
+def load_feature_net(path: str | Path | None = None) -> DigitsFeatureNet:
+    """The shipped feature network (CPU, eval mode), loaded with safetensors (no pickle)."""
+    from safetensors.torch import load_file
+
+    path = FEATURES_PATH if path is None else Path(path)
+    if not path.is_file():
+        raise ValueError(f"`path` must name the feature weights file, {path} does not exist "
+                         "(run `python -m kexue_nb.diffusion.train_features`)")
+    net = DigitsFeatureNet()
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
+
+
+def _check_digits(x: ArrayLike, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach())
+    t = t.to("cpu", torch.float32)
+    if t.ndim == 3:
+        t = t[:, None]
+    if t.ndim != 4 or t.shape[1:] != (1, 8, 8) or t.shape[0] < 2:
+        raise ValueError(f"`{name}` must be digits of shape (N, 1, 8, 8) with N >= 2, "
+                         f"got {tuple(t.shape)}")
+    return t
+
+
+def digits_features(x: ArrayLike, net: DigitsFeatureNet | None = None) -> np.ndarray:
+    """Penultimate features (N, 64) float64 of 8×8 digits in [−1, 1] (shape (N, 1, 8, 8))."""
+    t = _check_digits(x, "x")
+    net = load_feature_net() if net is None else net
+    with torch.inference_mode():
+        return net.features(t).double().numpy()
+
+
+def frechet_digits_distance(x: ArrayLike, y: ArrayLike,
+                            net: DigitsFeatureNet | None = None) -> float:
+    """Fréchet distance between Gaussians fitted (mean, unbiased covariance) to the digits
+    features of x and y (each (N, 1, 8, 8) in [−1, 1]); an FID for 8×8 digits."""
+    net = load_feature_net() if net is None else net
+    fx = digits_features(_check_digits(x, "x"), net)
+    fy = digits_features(_check_digits(y, "y"), net)
+    return frechet_distance(fx.mean(0), np.cov(fx, rowvar=False),
+                            fy.mean(0), np.cov(fy, rowvar=False))
+
+
+# --------------------------------------------------------------------------------------
+class NoiseFloor(NamedTuple):
+    """Mean and standard deviation of a distance between disjoint real subsets (and the values)."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...]
+
+
+def noise_floor(
+    metric: Callable[[torch.Tensor, torch.Tensor], float],
+    reference: torch.Tensor,
+    n: int,
+    generator: torch.Generator | None = None,
+    repeats: int = 5,
+) -> NoiseFloor:
+    """The distance ``metric(a, b)`` between two disjoint random subsets a, b of ``reference``,
+    each of size ``n``, over ``repeats`` draws: its mean and (sample) standard deviation.
+
+    A generated set of size n whose distance to real data lies within this floor cannot be told
+    from real data by the metric at that sample size.
+    """
+    if not isinstance(reference, torch.Tensor) or reference.ndim < 1:
+        raise ValueError(f"`reference` must be a tensor of samples, got {type(reference).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= reference.shape[0] // 2:
+        raise ValueError(f"`n` must be an integer in 1..len(reference)//2 = "
+                         f"{reference.shape[0] // 2}, got {n!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise ValueError(f"`repeats` must be an integer >= 2, got {repeats!r}")
+    values = []
+    for _ in range(repeats):
+        perm = torch.randperm(reference.shape[0], generator=generator)
+        a, b = reference[perm[:n]], reference[perm[n:2 * n]]
+        values.append(float(metric(a, b)))
+    v = np.asarray(values)
+    return NoiseFloor(float(v.mean()), float(v.std(ddof=1)), tuple(values))

@@ -1,0 +1,446 @@
+"""Training an ε-prediction diffusion model (kexue.fm/archives/9119, the final loss).
+
+The loss is the DDPM paper's simplified objective in Su's notation,
+
+    L = E_{x_0, t, ε} ‖ε − ε_θ(ᾱ_t x_0 + β̄_t ε, t, y)‖²,   t ~ U{1..T},  ε ~ N(0, I),
+
+the weight β_t²/β̄_t² of the variance-reduced loss of 9119 dropped. The loop reads top to bottom in
+:meth:`Trainer.train`: draw a batch by index, noise it, one AdamW step with warmup + cosine LR
+and gradient clipping, one EMA update (torch's ``AveragedModel``), and every ``log_every`` steps a
+loss readout (the only host–device sync). Device and precision are chosen in one place
+(:func:`resolve_device`, :func:`resolve_precision`): bf16 autocast on CUDA, fp32 on CPU.
+
+On CPU a run that is interrupted and resumed from its checkpoint ends with bit-identical weights to
+the uninterrupted run: every random draw comes from one ``torch.Generator`` whose state is saved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from .schedule import Schedule
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "lr_factor",
+    "resolve_device",
+    "resolve_precision",
+]
+
+_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of :class:`Trainer` (validated on creation)."""
+
+    steps: int = 2000                   # optimiser steps of the whole run (resume continues to it)
+    batch_size: int = 256               # samples per step, drawn with replacement from the data
+    lr: float = 1e-3                    # peak learning rate of AdamW
+    weight_decay: float = 0.0           # AdamW's decoupled weight decay
+    warmup_steps: int = 100             # linear warmup to `lr`, then cosine decay to 0 at `steps`
+    grad_clip: float | None = 1.0       # max global gradient norm; None switches clipping off
+    ema_decay: float = 0.999            # EMA weight of the old average per step, in [0, 1)
+    label_dropout: float = 0.1          # probability a label becomes the null label (CFG), [0, 1)
+    precision: str = "auto"             # "auto" (bf16 on CUDA, else fp32), "fp32" or "bf16"
+    compile: bool = False               # torch.compile the forward pass (pays off on GPUs)
+    device: str = "auto"                # "auto" (CUDA if available, else CPU), "cpu", "cuda", …
+    seed: int = 0                       # seeds the one generator behind batches, t, ε, dropout
+    log_every: int = 50                 # steps between loss readouts (history and progress bar)
+    checkpoint_every: int = 0           # steps between checkpoints (0: only at the end)
+    out_dir: str | None = None          # folder for checkpoint.safetensors (None: no checkpoints)
+    progress: bool = True               # show a tqdm bar
+
+    def __post_init__(self) -> None:
+        def integer(name: str, minimum: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"`{name}` must be an integer >= {minimum}, got {v!r}")
+
+        integer("steps", 1)
+        integer("batch_size", 1)
+        integer("warmup_steps", 0)
+        integer("seed", 0)
+        integer("log_every", 1)
+        integer("checkpoint_every", 0)
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
+            raise ValueError(f"`lr` must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"`weight_decay` must be a number >= 0, got {self.weight_decay!r}")
+        if self.grad_clip is not None and not (
+            isinstance(self.grad_clip, int | float) and 0 < self.grad_clip < math.inf
+        ):
+            raise ValueError(f"`grad_clip` must be a positive number or None, "
+                             f"got {self.grad_clip!r}")
+        for name in ("ema_decay", "label_dropout"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and 0 <= v < 1):
+                raise ValueError(f"`{name}` must lie in [0, 1), got {v!r}")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"`precision` must be one of {_PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"`compile` must be a bool, got {self.compile!r}")
+        if not isinstance(self.progress, bool):
+            raise ValueError(f"`progress` must be a bool, got {self.progress!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"`device` must be a string such as 'auto', 'cpu' or 'cuda', "
+                             f"got {self.device!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"`device` must be 'auto' or a torch device such as 'cpu' or "
+                                 f"'cuda:0', got {self.device!r}") from None
+        if self.out_dir is not None:
+            if not isinstance(self.out_dir, str | os.PathLike):
+                raise ValueError(f"`out_dir` must be a path or None, got {self.out_dir!r}")
+            self.out_dir = os.fspath(self.out_dir)
+        if self.checkpoint_every > 0 and self.out_dir is None:
+            raise ValueError("`out_dir` must be set when `checkpoint_every` > 0")
+
+
+@dataclass
+class TrainResult:
+    """Loss history of a run: ``losses[i]`` is the mean loss over the steps up to ``steps[i]``
+    since the previous readout, ``lrs[i]`` the learning rate used at step ``steps[i]``."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    final_step: int = 0
+    seconds: float = 0.0                # wall-clock time of this call of `train`
+    steps_per_second: float = 0.0       # steps of this call / seconds
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The training device: ``"auto"`` is CUDA when available, else CPU; any other value must
+    name a torch device type that is available here."""
+    if isinstance(device, torch.device):
+        spec = str(device)
+    elif isinstance(device, str):
+        spec = device
+    else:
+        raise ValueError(f"`device` must be a string such as 'auto', 'cpu' or 'cuda', "
+                         f"got {device!r}")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"`device` must be 'auto' or a torch device such as 'cpu' or "
+                         f"'cuda:0', got {spec!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {spec!r} but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"`device` is {spec!r} but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"`device` must be a CPU, CUDA or MPS device, got {spec!r}")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: ``None`` (plain fp32) or ``torch.bfloat16``.
+
+    ``"auto"`` is bf16 on CUDA devices that support it and fp32 elsewhere (bf16 autocast on CPU
+    is slower than fp32 there); ``"bf16"`` forces bf16 autocast, ``"fp32"`` switches it off.
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"`precision` must be one of {_PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Multiplier of the peak LR for the optimiser step after ``step`` completed steps:
+    linear warmup (step + 1)/warmup, then half a cosine from 1 to 0 at ``total_steps``."""
+    for name, v, lo in (("step", step, 0), ("warmup_steps", warmup_steps, 0),
+                        ("total_steps", total_steps, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"`{name}` must be an integer >= {lo}, got {v!r}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Train ``model`` (an ε-model called as ``model(x_t, t, y)``) on data ``x`` (N, …) with
+    optional labels ``y`` (N,), under ``schedule``.
+
+    Attributes after construction: ``model`` (on the training device), ``ema_model`` (the EMA'd
+    copy for sampling), ``optimizer``, ``scheduler``, ``generator``, ``device``, ``step``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: Schedule,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        config: TrainConfig | None = None,
+    ) -> None:
+        config = TrainConfig() if config is None else config
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"`config` must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
+        model_T = getattr(model, "T", schedule.T)
+        if model_T != schedule.T:
+            raise ValueError(f"`schedule` has T = {schedule.T} but the model was built for "
+                             f"T = {model_T}")
+        if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"`x` must be a tensor of shape (N, ...) with N >= 1, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else x!r}")
+        num_classes = int(getattr(model, "num_classes", 0))
+        if y is not None:
+            if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+                raise ValueError(f"`y` must be a tensor of shape ({x.shape[0]},), got "
+                                 f"{tuple(y.shape) if isinstance(y, torch.Tensor) else y!r}")
+            if num_classes == 0:
+                raise ValueError("`y` must be None for an unconditional model (num_classes = 0)")
+            if int(y.min()) < 0 or int(y.max()) >= num_classes:
+                raise ValueError(f"`y` must hold class ids in 0..{num_classes - 1}, got values "
+                                 f"in {int(y.min())}..{int(y.max())}")
+        self.config = config
+        self.schedule = schedule
+        # The one place where device and precision are decided.
+        self.device = resolve_device(config.device)
+        self.autocast_dtype = resolve_precision(config.precision, self.device)
+        on_cuda = self.device.type == "cuda"
+
+        self.model = model.to(self.device).train()
+        self.x = x.detach().to(self.device, torch.float32).contiguous()
+        self.y = None if y is None else y.detach().to(self.device, torch.long)
+        self.num_classes = num_classes
+        self._alpha_bar = schedule.alpha_bar.to(self.device, torch.float32)
+        self._beta_bar = schedule.beta_bar.to(self.device, torch.float32)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+            fused=True if on_cuda else None,
+        )
+        warmup, total = config.warmup_steps, config.steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup, total))
+        self._ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                  use_buffers=True)
+        # AveragedModel compares its counter with 0 on every update: keep it on the CPU so that
+        # the comparison never waits for the GPU.
+        self._ema.n_averaged = self._ema.n_averaged.cpu()
+        self._forward = torch.compile(self.model) if config.compile else self.model
+        self.step = 0
+        self.history = TrainResult()
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_count = 0
+
+    # ----------------------------------------------------------------------------------
+    @property
+    def ema_model(self) -> nn.Module:
+        """The EMA'd network (same class and config as ``model``), for sampling."""
+        return self._ema.module
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """``out_dir/checkpoint.safetensors``, or None without an ``out_dir``."""
+        return None if self.config.out_dir is None else Path(self.config.out_dir) / CHECKPOINT_NAME
+
+    def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+             y: torch.Tensor | None = None) -> torch.Tensor:
+        """The ε-prediction loss mean ‖ε − ε_θ(ᾱ_t x_0 + β̄_t ε, t, y)‖² over a batch (per
+        coordinate), in the trainer's precision."""
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        x_t = self._alpha_bar[t].view(shape) * x0 + self._beta_bar[t].view(shape) * noise
+        ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else nullcontext())
+        with ctx:
+            eps = self._forward(x_t, t, y)
+        return F.mse_loss(eps.float(), noise)
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Draw (x_0, t, ε, y) with the trainer's generator, all on the device."""
+        g, dev, B = self.generator, self.device, self.config.batch_size
+        idx = torch.randint(self.x.shape[0], (B,), generator=g, device=dev)
+        x0 = self.x[idx]
+        t = torch.randint(1, self.schedule.T + 1, (B,), generator=g, device=dev)
+        noise = torch.randn(x0.shape, generator=g, device=dev)
+        y = None
+        if self.y is not None:
+            y = self.y[idx]
+            if self.config.label_dropout > 0:
+                drop = torch.rand(B, generator=g, device=dev) < self.config.label_dropout
+                y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        return x0, t, noise, y
+
+    def train(self, resume: bool | str | os.PathLike[str] = False, *,
+              stop_at: int | None = None) -> TrainResult:
+        """Train up to ``config.steps`` optimiser steps and return the loss history.
+
+        ``resume=True`` first restores ``out_dir/checkpoint.safetensors`` when it exists (a path
+        names another checkpoint); the run then continues exactly where that one stopped.
+        ``stop_at`` ends this call after that many steps in total (the LR schedule still spans
+        ``config.steps``), as if the run were interrupted there.
+        """
+        cfg = self.config
+        if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
+                                    or not 1 <= stop_at <= cfg.steps):
+            raise ValueError(f"`stop_at` must be an integer in 1..steps = {cfg.steps}, "
+                             f"got {stop_at!r}")
+        if resume is not False:
+            path = self.checkpoint_path if resume is True else Path(resume)
+            if path is None:
+                raise ValueError("`resume` must be a checkpoint path when `out_dir` is None")
+            if path.exists() or resume is not True:
+                self.restore(load_checkpoint(path))
+        end = cfg.steps if stop_at is None else stop_at
+        start = self.step
+        self.model.train()
+        t0 = time.perf_counter()
+        bar = tqdm(total=end, initial=start, disable=not cfg.progress, unit="step",
+                   desc="train", dynamic_ncols=True)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        while self.step < end:
+            x0, t, noise, y = self._batch()
+            loss = self.loss(x0, t, noise, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            self._ema.update_parameters(self.model)
+            self._loss_sum += loss.detach()
+            self._loss_count += 1
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                mean = self._loss_sum.item() / self._loss_count  # the one sync
+                if not math.isfinite(mean):
+                    bar.close()
+                    raise FloatingPointError(f"the loss became {mean} at step {self.step}")
+                self.history.steps.append(self.step)
+                self.history.losses.append(mean)
+                self.history.lrs.append(lr)
+                self._loss_sum.zero_()
+                self._loss_count = 0
+                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        if self.config.out_dir is not None and self.step > start:
+            self.save_checkpoint()
+        seconds = time.perf_counter() - t0
+        done = self.step - start
+        return TrainResult(steps=list(self.history.steps), losses=list(self.history.losses),
+                           lrs=list(self.history.lrs), final_step=self.step, seconds=seconds,
+                           steps_per_second=done / seconds if seconds > 0 else 0.0)
+
+    # ----------------------------------------------------------------------------------
+    def _state_extra(self) -> dict[str, Any]:
+        return {
+            "train_config": asdict(self.config),
+            "scheduler": self.scheduler.state_dict(),
+            "history": {"steps": self.history.steps, "losses": self.history.losses,
+                        "lrs": self.history.lrs},
+            "loss_count": self._loss_count,
+            "data_shape": list(self.x.shape),
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write model, EMA, optimiser, LR scheduler, generator state, step and history to
+        ``path`` (default ``out_dir/checkpoint.safetensors``), atomically."""
+        if path is None:
+            path = self.checkpoint_path
+            if path is None:
+                raise ValueError("`path` must be given when the config has no `out_dir`")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(
+            path, self.model, ema=self._ema, optimizer=self.optimizer, generator=self.generator,
+            schedule_betas=self.schedule.ddpm_paper().betas, step=self.step,
+            extra=self._state_extra(), extra_tensors={"loss_sum": self._loss_sum},
+        )
+
+    def restore(self, checkpoint: Any) -> None:
+        """Load a :class:`~kexue_nb.diffusion.checkpoint.Checkpoint` (or a path to one) into
+        this trainer: weights, EMA, optimiser, LR scheduler, generator, step and history."""
+        ckpt = checkpoint if not isinstance(checkpoint, str | os.PathLike) else \
+            load_checkpoint(checkpoint)
+        path = ckpt.path
+        name, config = type(self.model).__name__, getattr(self.model, "config", None)
+        if ckpt.model_name != name or ckpt.model_config != config:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds a {ckpt.model_name} with "
+                                  f"config {ckpt.model_config}, not this trainer's {name} "
+                                  f"with config {config}")
+        if ckpt.optimizer_state is None or ckpt.ema_state is None or ckpt.rng_state is None:
+            raise CheckpointError(f"checkpoint {str(path)!r} has no trainer state (optimiser, "
+                                  f"EMA and generator are needed to resume)")
+        extra = ckpt.extra
+        if extra.get("data_shape") != list(self.x.shape):
+            raise CheckpointError(f"checkpoint {str(path)!r} was trained on data of shape "
+                                  f"{extra.get('data_shape')}, not {list(self.x.shape)}")
+        if ckpt.step > self.config.steps:
+            raise CheckpointError(f"checkpoint {str(path)!r} is at step {ckpt.step}, beyond "
+                                  f"`steps` = {self.config.steps}")
+        self.model.load_state_dict(ckpt.model_state)
+        ema_state = dict(ckpt.ema_state)
+        n_averaged = ema_state.pop("n_averaged")
+        self._ema.module.load_state_dict(
+            {k[len("module."):]: v for k, v in ema_state.items() if k.startswith("module.")})
+        self._ema.n_averaged.copy_(n_averaged)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.scheduler.load_state_dict(dict(extra["scheduler"]))
+        self.generator.set_state(ckpt.rng_state.to(self.generator.get_state().device))
+        self.step = ckpt.step
+        hist = extra["history"]
+        self.history = TrainResult(steps=list(hist["steps"]), losses=list(hist["losses"]),
+                                   lrs=list(hist["lrs"]))
+        self._loss_sum = ckpt.extra_tensors["loss_sum"].to(self.device)
+        self._loss_count = int(extra["loss_count"])
+
+    @classmethod
+    def load_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        schedule: Schedule | None = None,
+        config: TrainConfig | None = None,
+    ) -> Trainer:
+        """A trainer rebuilt from a checkpoint: the model from its name and config, the schedule
+        from the stored β_t (unless given), the config as stored (unless given), and the whole
+        training state restored, ready to :meth:`train` on to ``config.steps``."""
+        ckpt = load_checkpoint(path)
+        model = ckpt.build_model(ema=False)
+        if schedule is None:
+            if ckpt.schedule_betas is None:
+                raise CheckpointError(f"checkpoint {str(path)!r} stores no schedule; "
+                                      f"pass `schedule`")
+            schedule = Schedule.from_betas(ckpt.schedule_betas)
+        if config is None:
+            config = TrainConfig(**ckpt.extra["train_config"])
+        trainer = cls(model, schedule, x, y, config)
+        trainer.restore(ckpt)
+        return trainer
