@@ -22,11 +22,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# Debian's Chromium for the browser check; installed when missing and we are root (as in CI).
+# Debian's Chromium (and a CJK font for the Chinese titles in screenshots) for the browser
+# check; installed when missing and we are root (as in CI).
 chromium:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-	  || { echo "install Debian's chromium (apt-get install chromium) for the browser check"; exit 1; }
+	@{ command -v chromium >/dev/null && fc-list :lang=zh | grep -q . ; } || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; } \
+	  || { echo "install Debian's chromium and fonts-wqy-microhei for the browser check"; exit 1; }
 
 book: install html
 

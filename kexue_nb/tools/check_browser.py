@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import re
 import shutil
 import sys
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+REDIRECT = re.compile(r"<meta[^>]+http-equiv=.refresh", re.IGNORECASE)
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -111,6 +113,11 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
             response = page.goto(f"{base}/{rel}", wait_until="load")
             if response is None or response.status != 200:
                 problems.append(f"{rel}: did not load")
+                page.close()
+                continue
+            if REDIRECT.search((html_dir / rel).read_text(encoding="utf-8", errors="replace")):
+                page.wait_for_url(lambda url, rel=rel: not url.endswith("/" + rel))
+                page.wait_for_load_state("load")  # the redirect target is checked as its own page
                 page.close()
                 continue
             report = page.evaluate(PAGE_REPORT_JS)
