@@ -83,9 +83,12 @@ class Claim:
 def format_number(x: float, digits: int = 4) -> str:
     """Print ``x`` with ``digits`` significant figures, robustly across CPUs.
 
-    Magnitudes below :data:`PRINT_FLOOR`, zero included, print as ``≈0`` (round-off differs
-    between machines), so stored notebook outputs do not change with the processor.
+    Float magnitudes below :data:`PRINT_FLOOR`, zero included, print as ``≈0`` (round-off
+    differs between machines), so stored notebook outputs do not change with the processor.
+    Integers (counts) are exact and print as they are.
     """
+    if isinstance(x, int | np.integer) and not isinstance(x, bool):
+        return str(int(x))
     x = float(x)
     if math.isnan(x):
         return "nan"
@@ -108,8 +111,11 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
     return array
 
 
-def _json_number(array: np.ndarray) -> float | list:
-    return float(array) if array.ndim == 0 else array.tolist()
+def _json_number(array: np.ndarray, original: Any = None) -> float | int | list:
+    """``array`` for the JSON evidence; integer input (a count) stays integer."""
+    if original is not None and np.issubdtype(np.asarray(original).dtype, np.integer):
+        array = array.astype(np.int64)
+    return array.item() if array.ndim == 0 else array.tolist()
 
 
 def _sympy_zero(difference: Any, simplify: Callable[[Any], Any]) -> tuple[bool, Any]:
@@ -230,10 +236,12 @@ class Ledger:
         excess = err - allowed
         worst = int(np.argmax(excess)) if excess.ndim else 0
         worst_err = float(np.ravel(err)[worst]) if err.ndim else float(err)
+        if all(np.issubdtype(np.asarray(v).dtype, np.integer) for v in (estimate, expected)):
+            worst_err = int(worst_err)  # counts differ by an exact integer
         passed = bool(np.all(np.isfinite(est)) and np.all(excess <= 0))
         evidence = {
-            "estimate": _json_number(est),
-            "expected": _json_number(exp),
+            "estimate": _json_number(est, estimate),
+            "expected": _json_number(exp, expected),
             "error": worst_err,
             "atol": float(atol),
             "rtol": float(rtol),
@@ -277,11 +285,10 @@ class Ledger:
             ok &= est >= lower
         if upper is not None:
             ok &= est <= upper
-        evidence = {"estimate": _json_number(est), "basis": basis}
-        if lower is not None:
-            evidence["lower"] = float(lower)
-        if upper is not None:
-            evidence["upper"] = float(upper)
+        evidence = {"estimate": _json_number(est, estimate), "basis": basis}
+        for name, side in (("lower", lower), ("upper", upper)):
+            if side is not None:
+                evidence[name] = int(side) if isinstance(side, int | np.integer) else float(side)
         claim = Claim(claim_id, statement, "numeric", bool(np.all(ok)), evidence)
         return self._record(
             claim, f"estimate {_json_number(est)} outside [{lower}, {upper}] ({basis})"
@@ -311,8 +318,8 @@ def evidence_summary(claim: dict[str, Any]) -> str:
     if claim.get("kind") == "symbolic":
         return "difference simplifies to 0" if claim.get("passed") else "nonzero residual"
     if "expected" in ev:
-        est = np.ravel(np.asarray(ev["estimate"], dtype=float))
-        exp = np.ravel(np.asarray(ev["expected"], dtype=float))
+        est = np.ravel(np.asarray(ev["estimate"]))
+        exp = np.ravel(np.asarray(ev["expected"]))
         shown = (
             f"{format_number(est[0])} vs {format_number(exp[0])}"
             if est.size == 1 and exp.size == 1
@@ -322,7 +329,7 @@ def evidence_summary(claim: dict[str, Any]) -> str:
         if ev.get("rtol"):
             tol += ("+" if tol else "") + f"{format_number(ev['rtol'], 2)}·rel"
         return f"{shown}; error {format_number(ev['error'], 2)} ≤ {tol}"
-    est = np.ravel(np.asarray(ev.get("estimate", np.nan), dtype=float))
+    est = np.ravel(np.asarray(ev.get("estimate", np.nan)))
     shown = format_number(est[0]) if est.size == 1 else f"{est.size} values"
     sides = []
     if "lower" in ev:

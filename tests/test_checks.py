@@ -240,3 +240,12 @@ def test_claim_repr_is_one_robust_line(ledger):
     claim = ledger.numeric("mc", "mean", 0.5 + 1e-13, 0.5, atol=0.004, basis="b")
     assert repr(claim) == "✓ numeric 'mc': 0.5 vs 0.5; error ≈0 ≤ 0.004"
     assert repr(ledger.symbolic("s", "s", x, x)) == "✓ symbolic 's': difference simplifies to 0"
+
+
+def test_counts_stay_exact_integers(ledger):
+    claim = ledger.numeric("misses", "rows that miss", 0, 0, atol=0.5, basis="exact count")
+    assert claim.evidence["estimate"] == 0 and isinstance(claim.evidence["estimate"], int)
+    assert repr(claim) == "✓ numeric 'misses': 0 vs 0; error 0 ≤ 0.5"
+    bound = ledger.bound("few", "few misses", np.int64(2), upper=3, basis="count")
+    assert repr(bound) == "✓ numeric 'few': 2 ≤ 3"
+    assert format_number(0) == "0" and format_number(0.0) == "≈0"
