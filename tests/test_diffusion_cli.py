@@ -36,6 +36,13 @@ def test_train_help_documents_the_options(capsys):
         assert option in text
 
 
+def test_num_points_is_an_alias_of_n():
+    parser = build_parser()
+    assert parser.parse_args(["train", "--out", "o", "--num-points", "77"]).n == 77
+    assert parser.parse_args(["train", "--out", "o", "--n", "78"]).n == 78
+    assert parser.parse_args(["train", "--out", "o"]).dist_timeout == 600.0
+
+
 def test_load_data_and_schedule():
     x, y = load_data("mixture", 100, seed=0)
     assert x.shape == (100, 2) and y.shape == (100,) and int(y.max()) <= 7
@@ -100,6 +107,7 @@ def test_digits_unet_train_and_grid(tmp_path):
     (["train", "--data", "circles"], "invalid choice: 'circles'"),
     (["train", "--device", "tpu"], "`device` must be 'auto' or a torch device"),
     (["train", "--model", "unet8", "--data", "moons"], "`--model unet8` needs image data"),
+    (["train", "--dist-timeout", "0"], "`--dist-timeout` must be a positive number of seconds"),
 ])
 def test_train_bad_input(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:

@@ -18,6 +18,7 @@ from kexue_nb.diffusion.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
     atomic_write_bytes,
+    checkpoint_from_bytes,
     load_checkpoint,
     load_model,
     save_checkpoint,
@@ -377,6 +378,25 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before and load_checkpoint(path).step == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
+
+
+def test_checkpoint_from_bytes_equals_load_checkpoint(tmp_path):
+    path = saved(tmp_path)
+    a, b = load_checkpoint(path), checkpoint_from_bytes(path.read_bytes(), path)
+    assert b.path == path and b.step == a.step == 3 and b.model_config == a.model_config
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    with pytest.raises(CheckpointError, match=r"checkpoint 'sent' is truncated"):
+        checkpoint_from_bytes(path.read_bytes()[:-3], "sent")
+    with pytest.raises(ValueError, match="`blob` must be bytes"):
+        checkpoint_from_bytes(str(path))
+
+
+def test_single_process_trainer_is_not_wrapped():
+    x, _ = data()
+    trainer = Trainer(model(), SCHEDULE, x, config=config(batch_size=33))
+    assert trainer.world.world_size == 1 and trainer.world.is_main
+    assert trainer._ddp is None and trainer._shard is None and trainer._forward is trainer.model
+    assert trainer._batch()[0].shape == (33, 2)   # any batch size on one process
 
 
 def test_atomic_write_bytes(tmp_path):

@@ -12,10 +12,18 @@ Su's notation throughout: x_t = α_t x_{t−1} + β_t ε_t with α_t² + β_t² 
 * :mod:`.models`: :class:`MLPDenoiser`, :class:`UNet8`, :class:`NoisyClassifier`.
 * :mod:`.trainer`: :class:`Trainer` and :class:`TrainConfig`; :mod:`.checkpoint`: atomic,
   pickle-free safetensors checkpoints.
+* :mod:`.distributed`: process group from torchrun's environment (NCCL/gloo), rank helpers;
+  the Trainer runs data parallel inside one.
 * ``python -m kexue_nb.diffusion train|sample``: the command line.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_from_bytes,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from .data import (
     ExactDenoiser,
     LabelledMixture,
@@ -24,6 +32,7 @@ from .data import (
     moons,
     swiss_roll,
 )
+from .distributed import DistEnv, RendezvousTimeout, distributed_session, init_distributed
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, Guidance, cfg_combine
 from .metrics import (
     DigitsFeatureNet,
@@ -55,12 +64,14 @@ __all__ = [
     "ClassifierGuidance",
     "DDPMPaperSchedule",
     "DigitsFeatureNet",
+    "DistEnv",
     "ExactDenoiser",
     "Guidance",
     "LabelledMixture",
     "MLPDenoiser",
     "NoiseFloor",
     "NoisyClassifier",
+    "RendezvousTimeout",
     "Samples",
     "Schedule",
     "TrainConfig",
@@ -69,6 +80,7 @@ __all__ = [
     "UNet8",
     "build_model",
     "cfg_combine",
+    "checkpoint_from_bytes",
     "ddim_sample",
     "ddim_sigma",
     "ddim_step",
@@ -76,10 +88,12 @@ __all__ = [
     "ddpm_sample",
     "ddpm_step",
     "digits_features",
+    "distributed_session",
     "eight_gaussians",
     "energy_distance",
     "frechet_digits_distance",
     "frechet_distance",
+    "init_distributed",
     "load_checkpoint",
     "load_digits",
     "load_feature_net",

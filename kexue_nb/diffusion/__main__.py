@@ -4,7 +4,14 @@
     python -m kexue_nb.diffusion sample --checkpoint runs/moons --n 2000 --sampler ddim --steps 50
 
 ``train`` writes ``OUT/checkpoint.safetensors`` (resumable with ``--resume``) and
-``OUT/loss.npz``; ``sample`` writes ``samples.npz`` (``x``, and ``y`` for labelled sampling) and
+``OUT/loss.npz``. Launched by ``torchrun`` it trains data parallel, ``--batch-size`` being the
+global batch (see :mod:`kexue_nb.diffusion.distributed`):
+
+    torchrun --standalone --nproc_per_node=4 -m kexue_nb.diffusion train --data digits --out run
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
+        --rdzv_id=run1 -m kexue_nb.diffusion train --data digits --out /shared/run
+
+``sample`` writes ``samples.npz`` (``x``, and ``y`` for labelled sampling) and
 ``samples.png`` (a scatter for 2-D data, an image grid for digits) next to the checkpoint or into
 ``--out``.
 """
@@ -21,6 +28,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .distributed import DEFAULT_TIMEOUT, RendezvousTimeout, distributed_session
 from .models import MLPDenoiser, UNet8
 from .schedule import Schedule
 from .trainer import TrainConfig, Trainer, resolve_device
@@ -81,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train with the ε-prediction loss; checkpoints are atomic "
                                     "and --resume continues a killed run exactly.")
     tr.add_argument("--data", choices=DATASETS, default="moons", help="training set")
-    tr.add_argument("--n", type=int, default=20000,
-                    help="number of training points for the 2-D sets (digits: all 1,797)")
+    tr.add_argument("--n", "--num-points", dest="n", type=int, default=20000,
+                    help="number of training points for the 2-D sets (digits: all 1,797); "
+                         "spell it --num-points under torchrun, whose own options make --n "
+                         "ambiguous")
     tr.add_argument("--model", choices=("mlp", "unet8"), default=None,
                     help="network (default: mlp for 2-D sets, unet8 for digits)")
     tr.add_argument("--width", type=int, default=None,
@@ -94,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="noise schedule (su: α_t = √(1 − 0.02 t/T))")
     tr.add_argument("--T", type=int, default=1000, help="diffusion steps")
     tr.add_argument("--steps", type=int, default=3000, help="optimiser steps")
-    tr.add_argument("--batch-size", type=int, default=256, help="batch size")
+    tr.add_argument("--batch-size", type=int, default=256,
+                    help="batch size (under torchrun: the global batch, split over the ranks)")
     tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     tr.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
     tr.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay per step")
@@ -112,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true",
                     help="continue from OUT/checkpoint.safetensors if it exists")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT,
+                    help="under torchrun: seconds a rank waits for the others at the "
+                         "rendezvous and in collectives")
 
     sa = sub.add_parser("sample", help="sample from a checkpoint",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -138,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if not args.dist_timeout > 0:
+        raise ValueError(f"`--dist-timeout` must be a positive number of seconds, "
+                         f"got {args.dist_timeout}")
+    with distributed_session(args.device, timeout=args.dist_timeout) as env:
+        return _train_in(args, env.is_main)
+
+
+def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
     x, y = load_data(args.data, args.n, args.seed)
     if args.conditional and y is None:
         raise ValueError(f"`--conditional` needs a labelled set (mixture, digits), "
@@ -165,16 +187,20 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, schedule, x, y, config)
     result = trainer.train(resume=args.resume)
+    if not main_rank:   # rank 0 alone reports and writes
+        return 0
+    ranks = f" × {trainer.world.world_size} ranks" if trainer.world.world_size > 1 else ""
     np.savez(out / "loss.npz", steps=np.asarray(result.steps), loss=np.asarray(result.losses),
              lr=np.asarray(result.lrs))
     (out / "run.json").write_text(json.dumps(
         {"data": args.data, "n": args.n, "schedule": args.schedule, "T": args.T,
          "model": type(model).__name__, "config": model.config}, indent=1) + "\n")
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-    print(f"trained {result.final_step} steps on {trainer.device.type} "
+    print(f"trained {result.final_step} steps on {trainer.device.type}{ranks} "
           f"({result.steps_per_second:.1f} steps/s); last loss {last}; "
           f"checkpoint {trainer.checkpoint_path}")
     return 0
@@ -264,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _train(args) if args.command == "train" else _sample(args)
-    except ValueError as err:
+    except (ValueError, RendezvousTimeout) as err:
         parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
 
 

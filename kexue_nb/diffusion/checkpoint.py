@@ -41,6 +41,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "atomic_write_bytes",
+    "checkpoint_from_bytes",
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
@@ -212,7 +213,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "does not exist")
-    blob = path.read_bytes()
+    return checkpoint_from_bytes(path.read_bytes(), path)
+
+
+def checkpoint_from_bytes(blob: bytes, path: str | os.PathLike[str] = "<bytes>") -> Checkpoint:
+    """Verify and decode the bytes of a checkpoint file, as :func:`load_checkpoint` does; ``path``
+    only names the source in messages and in :attr:`Checkpoint.path`. (Distributed runs read
+    the file on rank 0 and hand its bytes to the other ranks, which may not see the file.)"""
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise ValueError(f"`blob` must be bytes, got {type(blob).__name__}")
+    blob = bytes(blob)
+    path = Path(path)
     if len(blob) < 8:
         raise _fail(path, f"is truncated ({len(blob)} bytes, not even a header)")
     (n,) = struct.unpack("<Q", blob[:8])

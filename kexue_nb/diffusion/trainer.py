@@ -12,6 +12,15 @@ loss readout (the only host–device sync). Device and precision are chosen in o
 
 On CPU a run that is interrupted and resumed from its checkpoint ends with bit-identical weights to
 the uninterrupted run: every random draw comes from one ``torch.Generator`` whose state is saved.
+
+Under ``torchrun`` (a process group initialised by :mod:`.distributed`) the same trainer runs data
+parallel: the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, every rank
+draws the same *global* batch of ``batch_size`` indices, times and noises from its identically
+seeded generator and trains on its contiguous share of ``batch_size / world_size``; DDP averages
+the gradients, so a step equals the single-process step on the global batch up to the order of
+float sums, and weights, EMA, optimiser and generator stay identical on every rank. Rank 0 alone
+shows progress and writes checkpoints (after a barrier); resuming reads the file on rank 0 and
+broadcasts its bytes, so a run may resume on another world size.
 """
 
 from __future__ import annotations
@@ -27,10 +36,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from . import distributed as _dist
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    CheckpointError,
+    checkpoint_from_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .schedule import Schedule
 
 __all__ = [
@@ -50,7 +68,7 @@ class TrainConfig:
     """Hyper-parameters of :class:`Trainer` (validated on creation)."""
 
     steps: int = 2000                   # optimiser steps of the whole run (resume continues to it)
-    batch_size: int = 256               # samples per step, drawn with replacement from the data
+    batch_size: int = 256               # samples per step (all ranks together), with replacement
     lr: float = 1e-3                    # peak learning rate of AdamW
     weight_decay: float = 0.0           # AdamW's decoupled weight decay
     warmup_steps: int = 100             # linear warmup to `lr`, then cosine decay to 0 at `steps`
@@ -188,7 +206,13 @@ class Trainer:
     optional labels ``y`` (N,), under ``schedule``.
 
     Attributes after construction: ``model`` (on the training device), ``ema_model`` (the EMA'd
-    copy for sampling), ``optimizer``, ``scheduler``, ``generator``, ``device``, ``step``.
+    copy for sampling), ``optimizer``, ``scheduler``, ``generator``, ``device``, ``step``, and
+    ``world`` (the :class:`~kexue_nb.diffusion.distributed.DistEnv` of this process).
+
+    Inside an initialised process group of several processes the trainer is data parallel (see
+    the module docstring); ``config.batch_size`` is then the global batch and must be divisible
+    by the world size, and every rank must be given the same ``x``, ``y``, model and config.
+    Training, :meth:`save_checkpoint` and resuming are collective there: call them on every rank.
     """
 
     def __init__(
@@ -225,8 +249,17 @@ class Trainer:
                                  f"in {int(y.min())}..{int(y.max())}")
         self.config = config
         self.schedule = schedule
+        self.world = _dist.world()
+        distributed = self.world.world_size > 1
+        # The global batch split evenly over the ranks (None for a single process).
+        self._shard = _dist.shard(config.batch_size, self.world) if distributed else None
         # The one place where device and precision are decided.
         self.device = resolve_device(config.device)
+        if distributed and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if distributed and self.world.backend == "nccl" and self.device.type != "cuda":
+            raise ValueError(f"`device` must be a CUDA device in an NCCL process group, "
+                             f"got {config.device!r}")
         self.autocast_dtype = resolve_precision(config.precision, self.device)
         on_cuda = self.device.type == "cuda"
 
@@ -249,7 +282,12 @@ class Trainer:
         # AveragedModel compares its counter with 0 on every update: keep it on the CPU so that
         # the comparison never waits for the GPU.
         self._ema.n_averaged = self._ema.n_averaged.cpu()
-        self._forward = torch.compile(self.model) if config.compile else self.model
+        # Data parallel: DDP broadcasts rank 0's weights now and averages gradients in backward;
+        # `self.model` stays the plain module (optimiser, EMA and checkpoints use it).
+        self._ddp = None if not distributed else DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if on_cuda else None)
+        net = self.model if self._ddp is None else self._ddp
+        self._forward = torch.compile(net) if config.compile else net
         self.step = 0
         self.history = TrainResult()
         self._loss_sum = torch.zeros((), device=self.device)
@@ -279,17 +317,25 @@ class Trainer:
         return F.mse_loss(eps.float(), noise)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Draw (x_0, t, ε, y) with the trainer's generator, all on the device."""
+        """Draw (x_0, t, ε, y) with the trainer's generator, all on the device.
+
+        The draws are those of the global batch on every rank (the generators agree); a rank of
+        a data-parallel run keeps its contiguous share of them."""
         g, dev, B = self.generator, self.device, self.config.batch_size
         idx = torch.randint(self.x.shape[0], (B,), generator=g, device=dev)
-        x0 = self.x[idx]
         t = torch.randint(1, self.schedule.T + 1, (B,), generator=g, device=dev)
-        noise = torch.randn(x0.shape, generator=g, device=dev)
+        noise = torch.randn((B, *self.x.shape[1:]), generator=g, device=dev)
+        drop = None
+        if self.y is not None and self.config.label_dropout > 0:
+            drop = torch.rand(B, generator=g, device=dev) < self.config.label_dropout
+        if self._shard is not None:
+            idx, t, noise = idx[self._shard], t[self._shard], noise[self._shard]
+            drop = None if drop is None else drop[self._shard]
+        x0 = self.x[idx]
         y = None
         if self.y is not None:
             y = self.y[idx]
-            if self.config.label_dropout > 0:
-                drop = torch.rand(B, generator=g, device=dev) < self.config.label_dropout
+            if drop is not None:
                 y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         return x0, t, noise, y
 
@@ -311,14 +357,19 @@ class Trainer:
             path = self.checkpoint_path if resume is True else Path(resume)
             if path is None:
                 raise ValueError("`resume` must be a checkpoint path when `out_dir` is None")
-            if path.exists() or resume is not True:
-                self.restore(load_checkpoint(path))
+            if self._ddp is None:
+                if path.exists() or resume is not True:
+                    self.restore(load_checkpoint(path))
+            else:
+                ckpt = _read_on_rank0(path, required=resume is not True)
+                if ckpt is not None:
+                    self.restore(ckpt)
         end = cfg.steps if stop_at is None else stop_at
         start = self.step
         self.model.train()
         t0 = time.perf_counter()
-        bar = tqdm(total=end, initial=start, disable=not cfg.progress, unit="step",
-                   desc="train", dynamic_ncols=True)
+        bar = tqdm(total=end, initial=start, disable=not (cfg.progress and self.world.is_main),
+                   unit="step", desc="train", dynamic_ncols=True)
         params = [p for p in self.model.parameters() if p.requires_grad]
         while self.step < end:
             x0, t, noise, y = self._batch()
@@ -336,7 +387,11 @@ class Trainer:
             self.step += 1
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                mean = self._loss_sum.item() / self._loss_count  # the one sync
+                if self._ddp is None:
+                    mean = self._loss_sum.item() / self._loss_count  # the one sync
+                else:  # the mean over all ranks' samples, equal on every rank
+                    total = _dist.mean_over_ranks_(self._loss_sum.clone())
+                    mean = total.item() / self._loss_count
                 if not math.isfinite(mean):
                     bar.close()
                     raise FloatingPointError(f"the loss became {mean} at step {self.step}")
@@ -370,17 +425,40 @@ class Trainer:
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write model, EMA, optimiser, LR scheduler, generator state, step and history to
-        ``path`` (default ``out_dir/checkpoint.safetensors``), atomically."""
+        ``path`` (default ``out_dir/checkpoint.safetensors``), atomically.
+
+        Data parallel, every rank must call it: the ranks meet at a barrier, rank 0 alone writes
+        (the state is the same on every rank; the pending loss sum is averaged over the ranks),
+        and all meet again once the file is in place."""
         if path is None:
             path = self.checkpoint_path
             if path is None:
                 raise ValueError("`path` must be given when the config has no `out_dir`")
-            path.parent.mkdir(parents=True, exist_ok=True)
-        return save_checkpoint(
-            path, self.model, ema=self._ema, optimizer=self.optimizer, generator=self.generator,
-            schedule_betas=self.schedule.ddpm_paper().betas, step=self.step,
-            extra=self._state_extra(), extra_tensors={"loss_sum": self._loss_sum},
-        )
+            if self.world.is_main:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        if self._ddp is None:
+            return save_checkpoint(
+                path, self.model, ema=self._ema, optimizer=self.optimizer,
+                generator=self.generator, schedule_betas=self.schedule.ddpm_paper().betas,
+                step=self.step, extra=self._state_extra(),
+                extra_tensors={"loss_sum": self._loss_sum},
+            )
+        loss_sum = _dist.mean_over_ranks_(self._loss_sum.clone())  # also the barrier before
+        error: BaseException | None = None
+        if self.world.is_main:
+            try:
+                save_checkpoint(
+                    path, self.model, ema=self._ema, optimizer=self.optimizer,
+                    generator=self.generator, schedule_betas=self.schedule.ddpm_paper().betas,
+                    step=self.step, extra=self._state_extra(),
+                    extra_tensors={"loss_sum": loss_sum},
+                )
+            except BaseException as err:  # let the other ranks through the barrier first
+                error = err
+        _dist.barrier()
+        if error is not None:
+            raise error
+        return Path(path)
 
     def restore(self, checkpoint: Any) -> None:
         """Load a :class:`~kexue_nb.diffusion.checkpoint.Checkpoint` (or a path to one) into
@@ -432,7 +510,8 @@ class Trainer:
         """A trainer rebuilt from a checkpoint: the model from its name and config, the schedule
         from the stored β_t (unless given), the config as stored (unless given), and the whole
         training state restored, ready to :meth:`train` on to ``config.steps``."""
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path) if not _dist.is_distributed() else \
+            _read_on_rank0(Path(path), required=True)
         model = ckpt.build_model(ema=False)
         if schedule is None:
             if ckpt.schedule_betas is None:
@@ -444,3 +523,21 @@ class Trainer:
         trainer = cls(model, schedule, x, y, config)
         trainer.restore(ckpt)
         return trainer
+
+
+def _read_on_rank0(path: Path, required: bool) -> Checkpoint | None:
+    """The checkpoint at ``path`` as read by rank 0 and broadcast to every rank (the others need
+    not see the file); ``None`` when it is absent and not ``required``. Collective."""
+    blob = None
+    if _dist.is_main_process() and (required or path.is_file()):
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            blob = None
+    blob = _dist.broadcast_bytes(blob)
+    if blob is None:
+        if required:
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist (or cannot be read) "
+                                  f"on rank 0")
+        return None
+    return checkpoint_from_bytes(blob, path)
