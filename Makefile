@@ -9,7 +9,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Seeded hashing and one math-library thread, as kexue_nb.tools.execute runs the notebooks.
 export PYTHONHASHSEED := 0
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install chromium book test lint unit nbval executed html offline browser lab execute clean

@@ -39,6 +39,7 @@ __all__ = [
     "collect_ledgers",
     "ClaimFailed",
     "Ledger",
+    "format_constant",
     "format_number",
     "ledger_markdown",
     "ledger_plain",
@@ -97,6 +98,14 @@ def format_number(x: float, digits: int = 4) -> str:
     if abs(x) < PRINT_FLOOR:
         return "≈0"  # exact zero too: whether round-off lands on 0 depends on the CPU
     return f"{x:.{digits}g}"
+
+
+def format_constant(x: float, digits: int = 4) -> str:
+    """Print a stated constant (a tolerance or a threshold): typed by the author, not computed,
+    so it is printed as it is, zero and tiny values included."""
+    if isinstance(x, int | np.integer) and not isinstance(x, bool):
+        return str(int(x))
+    return "0" if float(x) == 0 else f"{float(x):.{digits}g}"
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
@@ -325,17 +334,17 @@ def evidence_summary(claim: dict[str, Any]) -> str:
             if est.size == 1 and exp.size == 1
             else f"{est.size} values"
         )
-        tol = format_number(ev["atol"], 2) if ev.get("atol") else ""
+        tol = format_constant(ev["atol"], 2) if ev.get("atol") else ""
         if ev.get("rtol"):
-            tol += ("+" if tol else "") + f"{format_number(ev['rtol'], 2)}·rel"
+            tol += ("+" if tol else "") + f"{format_constant(ev['rtol'], 2)}·rel"
         return f"{shown}; error {format_number(ev['error'], 2)} ≤ {tol}"
     est = np.ravel(np.asarray(ev.get("estimate", np.nan)))
     shown = format_number(est[0]) if est.size == 1 else f"{est.size} values"
     sides = []
     if "lower" in ev:
-        sides.append(f"≥ {format_number(ev['lower'])}")
+        sides.append(f"≥ {format_constant(ev['lower'])}")
     if "upper" in ev:
-        sides.append(f"≤ {format_number(ev['upper'])}")
+        sides.append(f"≤ {format_constant(ev['upper'])}")
     return f"{shown} {' and '.join(sides)}"
 
 

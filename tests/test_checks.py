@@ -249,3 +249,12 @@ def test_counts_stay_exact_integers(ledger):
     bound = ledger.bound("few", "few misses", np.int64(2), upper=3, basis="count")
     assert repr(bound) == "✓ numeric 'few': 2 ≤ 3"
     assert format_number(0) == "0" and format_number(0.0) == "≈0"
+
+
+def test_stated_constants_print_as_typed(ledger):
+    from kexue_nb.checks import format_constant
+
+    assert format_constant(1e-12) == "1e-12" and format_constant(0.0) == "0"
+    claim = ledger.numeric("tiny", "tiny", 1.0, 1.0, atol=1e-12, basis="round-off")
+    assert repr(claim) == "✓ numeric 'tiny': 1 vs 1; error ≈0 ≤ 1e-12"
+    assert repr(ledger.bound("pos", "p", 0.5, lower=0.0, basis="b")) == "✓ numeric 'pos': 0.5 ≥ 0"

@@ -4,7 +4,9 @@
     python -m kexue_nb.tools.execute book/probability/entropy-normalization.ipynb
 
 Each notebook runs in a fresh kernel of the current environment, in its own folder, with
-``PYTHONHASHSEED=0``; chapters seed their own generators and switch their progress bars off.
+``PYTHONHASHSEED=0`` and one math-library thread (``OMP_NUM_THREADS=1``: float reductions
+then do not depend on the core count, and small tensors run faster than with a contended
+thread pool); chapters seed their own generators and switch their progress bars off.
 ``book/verification.ipynb`` (which reads the others' ledgers) always runs last.
 """
 
@@ -55,7 +57,7 @@ def execute_notebook(path: Path, timeout: int = 900) -> float:
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
     )
-    env = {"PYTHONHASHSEED": "0"}
+    env = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     start = time.perf_counter()
