@@ -71,6 +71,20 @@ def test_ddpm_hooks():
     torch.testing.assert_close(eps_f, 2.5 * model(x, tb, y) - 1.5 * model(x, tb))
 
 
+def test_ddpm_shift_with_per_sample_timesteps():
+    """A batch of mixed t: each sample's shift uses its own σ_t, as when stepped alone."""
+    mix, s = _mixture(), Schedule.linear(100)
+    model, cg = mix.denoiser(s), ClassifierGuidance(mix.classifier(s), scale=2.0)
+    x, y = _points(4, 3), torch.tensor([0, 1, 2, 0])
+    tb = torch.tensor([1, 10, 50, 100])
+    _, shift = cg.ddpm(model, x, tb, y, s, s.sigma(tb, "posterior"))
+    for i, t in enumerate(tb.tolist()):
+        _, alone = cg.ddpm(model, x[i:i + 1], tb[i:i + 1], y[i:i + 1], s, s.sigma(t, "posterior"))
+        torch.testing.assert_close(shift[i:i + 1], alone, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="`sigma` must be a scalar or have shape"):
+        cg.ddpm(model, x, tb, y, s, s.sigma(tb[:2], "beta"))
+
+
 def test_samplers_with_guidance():
     mix, s = _mixture(), Schedule.linear(50, beta_end=0.2)
     model = mix.denoiser(s)

@@ -12,6 +12,8 @@ Su's notation throughout: x_t = α_t x_{t−1} + β_t ε_t with α_t² + β_t² 
 * :mod:`.models`: :class:`MLPDenoiser`, :class:`UNet8`, :class:`NoisyClassifier`.
 * :mod:`.trainer`: :class:`Trainer` and :class:`TrainConfig`; :mod:`.checkpoint`: atomic,
   pickle-free safetensors checkpoints.
+* :mod:`.classifier`: :class:`ClassifierTrainer`, the same trainer with the noisy-input
+  cross-entropy, for the classifier of classifier guidance.
 * :mod:`.distributed`: process group from torchrun's environment (NCCL/gloo), rank helpers;
   the Trainer runs data parallel inside one.
 * ``python -m kexue_nb.diffusion train|sample``: the command line.
@@ -24,6 +26,7 @@ from .checkpoint import (
     load_model,
     save_checkpoint,
 )
+from .classifier import ClassifierTrainer, noisy_log_likelihood
 from .data import (
     ExactDenoiser,
     LabelledMixture,
@@ -62,6 +65,7 @@ __all__ = [
     "CheckpointError",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
+    "ClassifierTrainer",
     "DDPMPaperSchedule",
     "DigitsFeatureNet",
     "DistEnv",
@@ -100,6 +104,7 @@ __all__ = [
     "load_model",
     "moons",
     "noise_floor",
+    "noisy_log_likelihood",
     "save_checkpoint",
     "sliced_wasserstein",
     "swiss_roll",

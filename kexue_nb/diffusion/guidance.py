@@ -169,9 +169,17 @@ class ClassifierGuidance:
     def ddpm(self, model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor,
              y: torch.Tensor, schedule: Schedule,
              sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        """(ε, σ_t² γ ∇log p(y|x_t)): the unguided ε and the mean shift of the DDPM step."""
+        """(ε, σ_t² γ ∇log p(y|x_t)): the unguided ε and the mean shift of the DDPM step.
+
+        ``sigma`` is σ_t: a scalar, or one value per sample (shape (B,)) when ``t`` varies."""
         eps = self._eps_uncond(model, x_t, t)
         if self.scale == 0.0:
             return eps, 0.0
         grad = self.grad_log_prob(x_t, t, y)
+        sigma = torch.as_tensor(sigma, dtype=grad.dtype, device=grad.device)
+        if sigma.ndim == 1:
+            if sigma.shape[0] != x_t.shape[0]:
+                raise ValueError(f"`sigma` must be a scalar or have shape ({x_t.shape[0]},), "
+                                 f"got {tuple(sigma.shape)}")
+            sigma = sigma.reshape(-1, *([1] * (x_t.ndim - 1)))
         return eps, sigma**2 * self.scale * grad

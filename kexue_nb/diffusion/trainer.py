@@ -213,7 +213,16 @@ class Trainer:
     the module docstring); ``config.batch_size`` is then the global batch and must be divisible
     by the world size, and every rank must be given the same ``x``, ``y``, model and config.
     Training, :meth:`save_checkpoint` and resuming are collective there: call them on every rank.
+
+    Subclasses train other objectives on the same noisy batches by overriding :meth:`loss`
+    (:class:`~kexue_nb.diffusion.classifier.ClassifierTrainer`); ``drops_labels = False`` turns
+    classifier-free label dropout off for them.
     """
+
+    #: Whether ``config.label_dropout`` replaces labels by the null label (the CFG recipe).
+    drops_labels = True
+    #: Smallest timestep drawn: t ~ U{t_min..T} (an ε-model needs t >= 1).
+    t_min = 1
 
     def __init__(
         self,
@@ -304,16 +313,23 @@ class Trainer:
         """``out_dir/checkpoint.safetensors``, or None without an ``out_dir``."""
         return None if self.config.out_dir is None else Path(self.config.out_dir) / CHECKPOINT_NAME
 
+    def noisy(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = ᾱ_t x_0 + β̄_t ε for a batch (9119, the unrolled forward chain)."""
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        return self._alpha_bar[t].view(shape) * x0 + self._beta_bar[t].view(shape) * noise
+
+    def autocast(self):
+        """The context of every forward pass: autocast to the trainer's precision, or nothing."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
              y: torch.Tensor | None = None) -> torch.Tensor:
         """The ε-prediction loss mean ‖ε − ε_θ(ᾱ_t x_0 + β̄_t ε, t, y)‖² over a batch (per
         coordinate), in the trainer's precision."""
-        shape = (-1,) + (1,) * (x0.ndim - 1)
-        x_t = self._alpha_bar[t].view(shape) * x0 + self._beta_bar[t].view(shape) * noise
-        ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
-               if self.autocast_dtype is not None else nullcontext())
-        with ctx:
-            eps = self._forward(x_t, t, y)
+        with self.autocast():
+            eps = self._forward(self.noisy(x0, t, noise), t, y)
         return F.mse_loss(eps.float(), noise)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -323,10 +339,10 @@ class Trainer:
         a data-parallel run keeps its contiguous share of them."""
         g, dev, B = self.generator, self.device, self.config.batch_size
         idx = torch.randint(self.x.shape[0], (B,), generator=g, device=dev)
-        t = torch.randint(1, self.schedule.T + 1, (B,), generator=g, device=dev)
+        t = torch.randint(self.t_min, self.schedule.T + 1, (B,), generator=g, device=dev)
         noise = torch.randn((B, *self.x.shape[1:]), generator=g, device=dev)
         drop = None
-        if self.y is not None and self.config.label_dropout > 0:
+        if self.y is not None and self.drops_labels and self.config.label_dropout > 0:
             drop = torch.rand(B, generator=g, device=dev) < self.config.label_dropout
         if self._shard is not None:
             idx, t, noise = idx[self._shard], t[self._shard], noise[self._shard]
