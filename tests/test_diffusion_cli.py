@@ -12,6 +12,7 @@ import torch
 
 from kexue_nb.diffusion.__main__ import build_parser, load_data, main, make_schedule
 from kexue_nb.diffusion.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from kexue_nb.diffusion.classifier import ClassifierTrainer
 from kexue_nb.diffusion.schedule import Schedule
 
 TINY = ["--T", "20", "--width", "16", "--depth", "1", "--batch-size", "32", "--n", "300",
@@ -137,3 +138,134 @@ def test_sample_bad_input(tmp_path, capsys):
 def test_build_parser_requires_a_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def _sample_argv(model, *argv):
+    return ["sample", "--checkpoint", str(model), "--n", "32", "--steps", "5",
+            "--no-progress", "--device", "cpu", *argv]
+
+
+def test_classifier_train_resume_and_classifier_guidance(tmp_path, capsys, monkeypatch):
+    model, clf = tmp_path / "model", tmp_path / "clf"
+    assert main(["train", "--data", "mixture", "--steps", "5", "--out", str(model), *TINY]) == 0
+
+    def train_classifier(out, *more):
+        return main(["train", "--data", "mixture", "--model", "classifier", "--steps", "20",
+                     "--checkpoint-every", "5", "--out", str(out), *TINY, *more])
+
+    save, saved = ClassifierTrainer.save_checkpoint, []
+
+    def save_and_log(self, path=None):
+        written = save(self, path)
+        saved.append(self.step)
+        if saved == [5, 10]:
+            raise KeyboardInterrupt  # the first run is killed after its step-10 checkpoint
+        return written
+
+    monkeypatch.setattr(ClassifierTrainer, "save_checkpoint", save_and_log)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(clf)
+    ck = load_checkpoint(clf / CHECKPOINT_NAME)
+    assert ck.model_name == "NoisyClassifier" and ck.step == 10
+    assert ck.model_config == {"num_classes": 8, "kind": "mlp", "dim": 2, "hidden": 16,
+                               "depth": 1, "channels": 1, "base": 32, "T": 20}
+    assert ck.extra["train_config"]["label_dropout"] == 0.0
+    # resumed == trained in one go (CPU: bit for bit)
+    assert train_classifier(clf, "--resume") == 0
+    assert saved == [5, 10, 15, 20, 20]  # resumed at step 10 (and saved once more at the end)
+    monkeypatch.undo()
+    assert train_classifier(tmp_path / "once") == 0
+    resumed, once = (load_checkpoint(p / CHECKPOINT_NAME) for p in (clf, tmp_path / "once"))
+    assert resumed.step == 20
+    for name, value in once.model_state.items():
+        torch.testing.assert_close(resumed.model_state[name], value, rtol=0, atol=0)
+    assert np.load(clf / "loss.npz")["steps"].tolist() == [5, 10, 15, 20]
+    assert "trained 20 steps" in capsys.readouterr().out
+
+    for sampler in ("ddim", "ddpm"):
+        runs = {}
+        for gamma in ("0", "2"):
+            folder = tmp_path / f"{sampler}{gamma}"
+            assert main(_sample_argv(model, "--sampler", sampler, "--classifier", str(clf),
+                                     "--gamma", gamma, "--label", "3", "--out",
+                                     str(folder))) == 0
+            s = np.load(folder / "samples.npz")
+            assert s["x"].shape == (32, 2) and np.isfinite(s["x"]).all()
+            assert (s["y"] == 3).all()
+            runs[gamma] = s["x"]
+        assert main(_sample_argv(model, "--sampler", sampler, "--out",
+                                 str(tmp_path / "plain"))) == 0
+        plain = np.load(tmp_path / "plain" / "samples.npz")["x"]
+        np.testing.assert_allclose(runs["0"], plain, rtol=0, atol=1e-6)  # γ = 0: unguided
+        assert np.abs(runs["2"] - plain).max() > 1e-3
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--data", "moons", "--model", "classifier"], "`--model classifier` needs a labelled set"),
+    (["--data", "mixture", "--model", "classifier", "--conditional"],
+     "`--conditional` does not apply to `--model classifier`"),
+])
+def test_train_classifier_bad_input(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *argv, "--out", str(tmp_path / "x"), "--steps", "1", "--no-progress"])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sample_classifier_bad_input(tmp_path, capsys):
+    model, clf = tmp_path / "model", tmp_path / "clf"
+    one = ["--steps", "1", "--checkpoint-every", "0", *TINY]
+    main(["train", "--data", "mixture", "--out", str(model), *one])
+    main(["train", "--data", "mixture", "--model", "classifier", "--out", str(clf), *one])
+    main(["train", "--data", "mixture", "--model", "classifier", "--out", str(tmp_path / "T10"),
+          *one, "--T", "10"])
+    main(["train", "--data", "digits", "--model", "classifier", "--out", str(tmp_path / "img"),
+          *one, "--width", "8"])
+    main(["train", "--data", "mixture", "--model", "classifier", "--out", str(tmp_path / "su"),
+          *one, "--schedule", "su"])
+    for argv, message in [
+        (["--gamma", "2", "--label", "0"], "`--gamma` needs `--classifier`"),
+        (["--classifier", str(clf), "--gamma", "2", "--w", "1", "--label", "0"],
+         "`--gamma`/`--classifier` and `--w` exclude each other"),
+        (["--classifier", str(clf)], "`--classifier` needs `--label`"),
+        (["--classifier", str(clf), "--gamma", "-1", "--label", "0"],
+         "`--gamma` must be a finite number >= 0, got -1.0"),
+        (["--classifier", str(clf), "--label", "8"],
+         "`--label` must lie in 0..7 for this classifier (num_classes = 8), got 8"),
+        (["--classifier", str(tmp_path / "T10"), "--label", "0"],
+         "`--classifier` was trained with T = 10, but the model's schedule has T = 20"),
+        (["--classifier", str(tmp_path / "su"), "--label", "0"],
+         "`--classifier` was trained with another noise schedule than the model's"),
+        (["--classifier", str(tmp_path / "img"), "--label", "0"],
+         "`--classifier` takes inputs of shape (1, 8, 8), but the model samples shape (2,)"),
+        (["--classifier", str(model), "--label", "0"],
+         "`--classifier` must be a NoisyClassifier checkpoint"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(_sample_argv(model, *argv))
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(_sample_argv(clf))
+    assert "`--checkpoint` must be a diffusion model, got a NoisyClassifier" in \
+        capsys.readouterr().err
+
+
+def test_digits_mlp_samples_draw_as_an_image_grid(tmp_path):
+    from matplotlib.image import imread
+
+    from kexue_nb.diffusion.__main__ import _grid_png
+
+    out = tmp_path / "mlp"
+    assert main(["train", "--data", "digits", "--model", "mlp", "--steps", "2",
+                 "--checkpoint-every", "0", "--out", str(out), *TINY]) == 0
+    assert load_checkpoint(out / CHECKPOINT_NAME).extra["data_shape"] == [1797, 64]
+    for with_run_json in (True, False):
+        if not with_run_json:
+            (out / "run.json").unlink()
+        assert main(_sample_argv(out, "--n", "9", "--steps", "2")) == 0
+        x = np.load(out / "samples.npz")["x"]
+        assert x.shape == (9, 64)
+        png = (out / "samples.png").read_bytes()
+        assert png == _grid_png(x.reshape(9, 1, 8, 8))
+        assert imread(out / "samples.png").ndim == 3

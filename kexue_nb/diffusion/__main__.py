@@ -3,6 +3,14 @@
     python -m kexue_nb.diffusion train --data moons --steps 3000 --out runs/moons
     python -m kexue_nb.diffusion sample --checkpoint runs/moons --n 2000 --sampler ddim --steps 50
 
+Classifier guidance: train a noisy classifier on a labelled set with the same ``--T`` as the
+(unconditional) model, then sample towards a class with scale γ:
+
+    python -m kexue_nb.diffusion train --data mixture --out runs/mixture
+    python -m kexue_nb.diffusion train --data mixture --model classifier --out runs/clf
+    python -m kexue_nb.diffusion sample --checkpoint runs/mixture --classifier runs/clf \
+        --gamma 2 --label 3
+
 ``train`` writes ``OUT/checkpoint.safetensors`` (resumable with ``--resume``) and
 ``OUT/loss.npz``. Launched by ``torchrun`` it trains data parallel, ``--batch-size`` being the
 global batch (see :mod:`kexue_nb.diffusion.distributed`):
@@ -12,8 +20,8 @@ global batch (see :mod:`kexue_nb.diffusion.distributed`):
         --rdzv_id=run1 -m kexue_nb.diffusion train --data digits --out /shared/run
 
 ``sample`` writes ``samples.npz`` (``x``, and ``y`` for labelled sampling) and
-``samples.png`` (a scatter for 2-D data, an image grid for digits) next to the checkpoint or into
-``--out``.
+``samples.png`` (a scatter for 2-D data, an image grid for digits, also from an MLP) next to the
+checkpoint or into ``--out``.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .classifier import ClassifierTrainer
 from .distributed import DEFAULT_TIMEOUT, RendezvousTimeout, distributed_session
-from .models import MLPDenoiser, UNet8
+from .models import MLPDenoiser, NoisyClassifier, UNet8
 from .schedule import Schedule
 from .trainer import TrainConfig, Trainer, resolve_device
 
@@ -79,27 +89,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kexue_nb.diffusion",
         description="Train ε-prediction diffusion models on 2-D toy sets or 8×8 digits, and "
-                    "sample from their checkpoints (DDPM or DDIM, optional classifier-free "
-                    "guidance).",
+                    "sample from their checkpoints (DDPM or DDIM, optional classifier or "
+                    "classifier-free guidance).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample}")
 
     tr = sub.add_parser("train", help="train a model and write OUT/checkpoint.safetensors",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                        description="Train with the ε-prediction loss; checkpoints are atomic "
-                                    "and --resume continues a killed run exactly.")
+                        description="Train with the ε-prediction loss (a noisy classifier: "
+                                    "the cross-entropy); checkpoints are atomic and --resume "
+                                    "continues a killed run exactly.")
     tr.add_argument("--data", choices=DATASETS, default="moons", help="training set")
     tr.add_argument("--n", "--num-points", dest="n", type=int, default=20000,
                     help="number of training points for the 2-D sets (digits: all 1,797); "
                          "spell it --num-points under torchrun, whose own options make --n "
                          "ambiguous")
-    tr.add_argument("--model", choices=("mlp", "unet8"), default=None,
-                    help="network (default: mlp for 2-D sets, unet8 for digits)")
+    tr.add_argument("--model", choices=("mlp", "unet8", "classifier"), default=None,
+                    help="network (default: mlp for 2-D sets, unet8 for digits); classifier: "
+                         "the noisy classifier of classifier guidance (mixture, digits)")
     tr.add_argument("--width", type=int, default=None,
-                    help="mlp hidden width (default 256) or unet8 base channels (default 32)")
-    tr.add_argument("--depth", type=int, default=4, help="mlp residual blocks")
+                    help="mlp hidden width (default 256; classifier on 2-D sets: 128) or "
+                         "unet8 / digits classifier base channels (default 32)")
+    tr.add_argument("--depth", type=int, default=4, help="mlp (and 2-D classifier) residual "
+                                                         "blocks")
     tr.add_argument("--conditional", action="store_true",
-                    help="train on the labels (mixture, digits) with label dropout, for CFG")
+                    help="train on the labels (mixture, digits) with label dropout, for CFG "
+                         "(not with --model classifier, which always uses them)")
     tr.add_argument("--schedule", choices=SCHEDULES, default="linear",
                     help="noise schedule (su: α_t = √(1 − 0.02 t/T))")
     tr.add_argument("--T", type=int, default=1000, help="diffusion steps")
@@ -110,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
     tr.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay per step")
     tr.add_argument("--label-dropout", type=float, default=0.1,
-                    help="probability of the null label (with --conditional)")
+                    help="probability of the null label (with --conditional; a classifier "
+                         "drops none)")
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
     tr.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                     help="auto: bf16 autocast on CUDA, fp32 on CPU")
@@ -141,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DDPM σ_t: β_t or the posterior β̄_{t−1}β_t/β̄_t")
     sa.add_argument("--w", type=float, default=0.0,
                     help="classifier-free guidance weight w (needs --label)")
+    sa.add_argument("--classifier", default=None,
+                    help="checkpoint (file or folder) of a noisy classifier trained with "
+                         "--model classifier and the model's T: classifier guidance of the "
+                         "unconditional (or null-label) model (needs --label; not with --w)")
+    sa.add_argument("--gamma", type=float, default=None,
+                    help="classifier guidance scale γ (with --classifier; default 1, which "
+                         "targets p(x|y))")
     sa.add_argument("--label", type=int, default=None,
                     help="class to sample (conditional models); default unconditional")
     sa.add_argument("--seed", type=int, default=0, help="seed of the sampler")
@@ -161,16 +184,30 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
     x, y = load_data(args.data, args.n, args.seed)
-    if args.conditional and y is None:
+    kind = args.model or ("unet8" if args.data == "digits" else "mlp")
+    if kind == "classifier":
+        if args.conditional:
+            raise ValueError("`--conditional` does not apply to `--model classifier` "
+                             "(a classifier always trains on the labels)")
+        if y is None:
+            raise ValueError(f"`--model classifier` needs a labelled set (mixture, digits), "
+                             f"got {args.data!r}")
+    elif args.conditional and y is None:
         raise ValueError(f"`--conditional` needs a labelled set (mixture, digits), "
                          f"got {args.data!r}")
-    if not args.conditional:
+    elif not args.conditional:
         y = None
     num_classes = int(y.max()) + 1 if y is not None else 0
     schedule = make_schedule(args.schedule, args.T)
-    kind = args.model or ("unet8" if args.data == "digits" else "mlp")
     init = torch.Generator().manual_seed(args.seed)
-    if kind == "unet8":
+    if kind == "classifier":
+        if x.ndim == 4:
+            net = dict(kind="image", channels=x.shape[1], base=args.width or 32)
+        else:
+            net = dict(kind="mlp", dim=int(np.prod(x.shape[1:])), hidden=args.width or 128,
+                       depth=args.depth)
+        model = NoisyClassifier(num_classes, T=args.T, generator=init, **net)
+    elif kind == "unet8":
         if x.ndim != 4:
             raise ValueError(f"`--model unet8` needs image data (digits), got {args.data!r}")
         model = UNet8(channels=x.shape[1], base=args.width or 32, T=args.T,
@@ -181,7 +218,8 @@ def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
         x = x.reshape(x.shape[0], -1)
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
-        ema_decay=args.ema_decay, label_dropout=args.label_dropout if y is not None else 0.0,
+        ema_decay=args.ema_decay,
+        label_dropout=args.label_dropout if y is not None and kind != "classifier" else 0.0,
         precision=args.precision, compile=args.compile, device=args.device, seed=args.seed,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, out_dir=args.out,
         progress=not args.no_progress,
@@ -189,7 +227,8 @@ def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
     out = Path(args.out)
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, schedule, x, y, config)
+    trainer = (ClassifierTrainer if kind == "classifier" else Trainer)(model, schedule, x, y,
+                                                                        config)
     result = trainer.train(resume=args.resume)
     if not main_rank:   # rank 0 alone reports and writes
         return 0
@@ -239,33 +278,78 @@ def _grid_png(x: np.ndarray) -> bytes:
         return png_bytes(fig)
 
 
+def _checkpoint_file(name: str) -> Path:
+    path = Path(name)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def _load_classifier(name: str, schedule: Schedule, event_shape: tuple[int, ...],
+                     ema: bool) -> nn.Module:
+    """The noisy classifier of ``--classifier``, checked against the model it guides."""
+    ckpt = load_checkpoint(_checkpoint_file(name))
+    if ckpt.model_name != "NoisyClassifier":
+        raise ValueError(f"`--classifier` must be a NoisyClassifier checkpoint (train --model "
+                         f"classifier), got a {ckpt.model_name} in {str(ckpt.path)!r}")
+    classifier = ckpt.build_model(ema=ema)
+    T = schedule.T
+    if classifier.T != T:
+        raise ValueError(f"`--classifier` was trained with T = {classifier.T}, but the model's "
+                         f"schedule has T = {T}; train the classifier with --T {T}")
+    model_betas = schedule.ddpm_paper().betas
+    if ckpt.schedule_betas is not None and not torch.allclose(
+            ckpt.schedule_betas.to(model_betas.dtype), model_betas, rtol=1e-6, atol=0):
+        raise ValueError("`--classifier` was trained with another noise schedule than the "
+                         "model's; train it with the model's --schedule")
+    if tuple(classifier.event_shape) != event_shape:
+        raise ValueError(f"`--classifier` takes inputs of shape {tuple(classifier.event_shape)}, "
+                         f"but the model samples shape {event_shape}")
+    return classifier
+
+
 def _sample(args: argparse.Namespace) -> int:
-    from .guidance import ClassifierFreeGuidance
+    from .guidance import ClassifierFreeGuidance, ClassifierGuidance
     from .samplers import ddim_sample, ddpm_sample
 
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
+    path = _checkpoint_file(args.checkpoint)
     if args.n < 1:
         raise ValueError(f"`--n` must be >= 1, got {args.n}")
+    if args.gamma is not None and args.classifier is None:
+        raise ValueError("`--gamma` needs `--classifier` (the classifier it scales)")
+    if args.classifier is not None and args.w != 0:
+        raise ValueError("`--gamma`/`--classifier` and `--w` exclude each other: choose "
+                         "classifier guidance or classifier-free guidance")
+    if args.classifier is not None and args.label is None:
+        raise ValueError("`--classifier` needs `--label` (guidance steers towards a class)")
+    gamma = 1.0 if args.gamma is None else args.gamma
+    if not 0 <= gamma < float("inf"):
+        raise ValueError(f"`--gamma` must be a finite number >= 0, got {args.gamma}")
     ckpt = load_checkpoint(path)
+    if ckpt.model_name == "NoisyClassifier":
+        raise ValueError(f"`--checkpoint` must be a diffusion model, got a NoisyClassifier in "
+                         f"{str(path)!r} (pass it as `--classifier`)")
     device = resolve_device(args.device)
     model = ckpt.build_model(ema=not args.raw).to(device)
     if ckpt.schedule_betas is None:
         raise ValueError(f"checkpoint {str(path)!r} stores no schedule")
     schedule = Schedule.from_betas(ckpt.schedule_betas)
-    num_classes = int(getattr(model, "num_classes", 0))
-    y = guidance = None
+    shape = (args.n, *ckpt.extra["data_shape"][1:])
+    num_classes, owner = int(getattr(model, "num_classes", 0)), "model"
+    guidance = None
+    if args.classifier is not None:
+        classifier = _load_classifier(args.classifier, schedule, shape[1:],
+                                      ema=not args.raw).to(device)
+        num_classes, owner = classifier.num_classes, "classifier"
+        guidance = ClassifierGuidance(classifier, gamma)
+    elif args.w > 0:
+        guidance = ClassifierFreeGuidance(args.w)
+    y = None
     if args.label is not None:
         if not 0 <= args.label < num_classes:
-            raise ValueError(f"`--label` must lie in 0..{num_classes - 1} for this model "
+            raise ValueError(f"`--label` must lie in 0..{num_classes - 1} for this {owner} "
                              f"(num_classes = {num_classes}), got {args.label}")
         y = torch.full((args.n,), args.label, dtype=torch.long, device=device)
-        if args.w > 0:
-            guidance = ClassifierFreeGuidance(args.w)
     elif args.w != 0:
         raise ValueError("`--w` needs `--label` (guidance steers towards a class)")
-    shape = (args.n, *ckpt.extra["data_shape"][1:])
     g = torch.Generator(device=device).manual_seed(args.seed)
     common = dict(y=y, guidance=guidance, generator=g, device=device,
                   progress=not args.no_progress)
@@ -278,6 +362,12 @@ def _sample(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {"x": x} if y is None else {"x": x, "y": y.cpu().numpy()}
     np.savez(folder / "samples.npz", **arrays)
+    # An MLP trained on digits samples flat 64-vectors: draw them as 8×8 images too, when
+    # run.json beside the checkpoint names digits or, lacking run.json, whenever d = 64.
+    run = path.parent / "run.json"
+    digits = json.loads(run.read_text()).get("data") == "digits" if run.is_file() else True
+    if x.ndim == 2 and x.shape[1] == 64 and digits:
+        x = x.reshape(len(x), 1, 8, 8)
     png = _grid_png(x) if x.ndim == 4 else _scatter_png(x.reshape(len(x), -1))
     (folder / "samples.png").write_bytes(png)
     print(f"wrote {len(x)} samples to {folder / 'samples.npz'} and {folder / 'samples.png'}")
