@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
+from ._validation import positive_float
+
 __all__ = [
     "TOY_LABELS",
     "TOY_X",
@@ -223,16 +225,6 @@ def _expected_accuracy_torch(
 
 
 # -- the toy problem -----------------------------------------------------------------------------
-def _check_k(k: float) -> float:
-    try:
-        value = float(k)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`k` must be a positive number, got {k!r}") from exc
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"`k` must be a finite number > 0, got {k!r}")
-    return value
-
-
 def _toy_margins(b: Any, k: float) -> np.ndarray:
     """l·f(x) = l·k(x − b) for the three toy points, shape ``b.shape + (3,)``."""
     try:
@@ -242,7 +234,7 @@ def _toy_margins(b: Any, k: float) -> np.ndarray:
     if np.isnan(bb).any():
         raise ValueError("`b` must not contain NaN")
     x, labels = np.asarray(TOY_X), np.asarray(TOY_LABELS, dtype=float)
-    return labels * _check_k(k) * (x - bb[..., None])
+    return labels * positive_float(k, "k") * (x - bb[..., None])
 
 
 def toy_cross_entropy(b: Any, k: float = 1.0) -> np.ndarray:
@@ -274,7 +266,7 @@ def toy_cross_entropy_optimum(k: float = 1.0) -> float:
     found by Brent's method on [−1, 2] (the derivative is increasing and changes sign there).
     b(1) ≈ 0.700; b(k) → 1/8, the max-margin boundary, as k → ∞.
     """
-    kk = _check_k(k)
+    kk = positive_float(k, "k")
 
     def slope(b: float) -> float:
         return float(special.expit(kk * (b - 0.25)) - special.expit(-kk * (0.25 + b))

@@ -35,6 +35,8 @@ import scipy.sparse
 from scipy.linalg import lapack
 from tqdm import tqdm
 
+from ._validation import positive_float
+
 __all__ = [
     "FokkerPlanckSolution",
     "Paths",
@@ -53,16 +55,6 @@ NOISE_KINDS = ("scalar", "diagonal", "matrix")
 
 
 # -- validation helpers -----------------------------------------------------------------------
-def _positive_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}") from exc
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
-    return number
-
-
 def _finite_float(value: Any, name: str) -> float:
     try:
         number = float(value)
@@ -153,7 +145,7 @@ def euler_maruyama(
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"`noise` must be one of {NOISE_KINDS}, got {noise!r}")
-    dt = _positive_float(dt, "dt")
+    dt = positive_float(dt, "dt")
     steps = _positive_int(steps, "steps")
     t0 = _finite_float(t0, "t0")
     stride = _save_stride(save_every, steps)
@@ -256,8 +248,8 @@ def ou_mean_var(
 
     the Gaussian solution of the Fokker–Planck equation (24) of 9461 for a linear drift.
     """
-    theta = _positive_float(theta, "theta")
-    g = _positive_float(g, "g")
+    theta = positive_float(theta, "theta")
+    g = positive_float(g, "g")
     m0, mu = _finite_float(m0, "m0"), _finite_float(mu, "mu")
     s0 = _finite_float(s0, "s0")
     if s0 < 0:
@@ -407,7 +399,7 @@ def stationary_density(
     """
     if not callable(U):
         raise ValueError(f"`U` must be a callable U(x), got {type(U).__name__}")
-    g = _positive_float(g, "g")
+    g = positive_float(g, "g")
     lower, upper = float(lower), float(upper)
     if math.isnan(lower) or math.isnan(upper) or not lower < upper:
         raise ValueError(f"`lower` must be < `upper`, got {lower!r} and {upper!r}")
@@ -607,11 +599,11 @@ def solve_fokker_planck(
     if method not in ("mprk22", "euler"):
         raise ValueError(f"`method` must be 'mprk22' or 'euler', got {method!r}")
     e = _edges(edges)
-    dt = _positive_float(dt, "dt")
+    dt = positive_float(dt, "dt")
     steps = _positive_int(steps, "steps")
     t0 = _finite_float(t0, "t0")
     stride = _save_stride(save_every, steps)
-    mass_tol = _positive_float(mass_tol, "mass_tol")
+    mass_tol = positive_float(mass_tol, "mass_tol")
     widths = np.diff(e)
     centres = (e[:-1] + e[1:]) / 2
     p = np.array(p0(centres) if callable(p0) else p0, dtype=float)

@@ -126,6 +126,34 @@ def test_ddpm_beta_variance_is_exact_for_standard_normal_data():
     assert (x.var(0) - 1).abs().max().item() < 5 * se_var
 
 
+def test_ddpm_zero_variance_is_the_mean_chain():
+    """σ_t = 0: each step is the mean alone, so standard normal data collapse to ᾱ_T x_T (9119);
+    no noise is drawn after x_T, and classifier guidance adds no shift (σ_t² = 0)."""
+    s = Schedule.su(40)
+    model = GaussianEps(s, 0.0, 1.0)
+    x_T = _random((500, 2), 3)
+    out = ddpm_sample(model, s, (500, 2), variance="zero", x_T=x_T, dtype=F64, progress=False)
+    torch.testing.assert_close(out.x, s.alpha_bar[40] * x_T, rtol=1e-12, atol=0)
+    x = x_T
+    for t in range(40, 0, -1):
+        x = ddpm_step(model(x, torch.full((500,), t)), x, t, s, variance="beta", noise=None)
+    torch.testing.assert_close(out.x, x, rtol=0, atol=0)
+    g = torch.Generator().manual_seed(4)
+    first = ddpm_sample(model, s, (8, 2), variance="zero", generator=g, dtype=F64,
+                        progress=False).x
+    after = torch.randn(1, generator=g, dtype=F64)
+    g.manual_seed(4)
+    torch.randn((8, 2), generator=g, dtype=F64)           # x_T is the only draw
+    assert torch.equal(after, torch.randn(1, generator=g, dtype=F64))
+    assert first.shape == (8, 2)
+    assert torch.equal(s.sigma(torch.tensor([1, 7, 40]), "zero"), torch.zeros(3, dtype=F64))
+    z = _random((500, 2), 5)
+    torch.testing.assert_close(ddpm_step(model(x_T, torch.full((500,), 9)), x_T, 9, s,
+                                         variance="zero", noise=z),
+                               ddpm_step(model(x_T, torch.full((500,), 9)), x_T, 9, s,
+                                         variance="beta", noise=None), rtol=0, atol=0)
+
+
 def _affine_law(step, model, s, timesteps, m0, v0, *sigmas):
     """Propagate the mean and variance of N(m0, v0) through the affine steps
     x ↦ A x + B + σ z (A, B read off ``step`` at x = 0 and 1); one variance per σ list."""
@@ -240,9 +268,9 @@ def test_bad_input():
     s = Schedule.su(20)
     model = GaussianEps(s, 0.0, 1.0)
     x = torch.zeros(3, 2, dtype=F64)
-    with pytest.raises(ValueError, match="`variance` must be 'beta' or 'posterior'"):
+    with pytest.raises(ValueError, match="`variance` must be 'beta', 'posterior' or 'zero'"):
         ddpm_sample(model, s, (3, 2), variance="large", progress=False)
-    with pytest.raises(ValueError, match="`variance` must be 'beta' or 'posterior'"):
+    with pytest.raises(ValueError, match="`variance` must be 'beta', 'posterior' or 'zero'"):
         ddpm_step(x, x, 2, s, variance="small", noise=None)
     with pytest.raises(ValueError, match=r"`steps` must be an integer in 1\.\.T = 20"):
         ddim_sample(model, s, (3, 2), steps=21, progress=False)

@@ -182,7 +182,7 @@ def test_method_bad_input():
         s.posterior(x, x, 0)
     with pytest.raises(ValueError, match="`x0` must have x_t's shape"):
         s.posterior(x, torch.zeros(2, 2), 1)
-    with pytest.raises(ValueError, match="`variance` must be 'beta' or 'posterior'"):
+    with pytest.raises(ValueError, match="`variance` must be 'beta', 'posterior' or 'zero'"):
         s.sigma(1, "large")
     with pytest.raises(ValueError, match="`values` must be a 1-D tensor of length T"):
         s.gather(torch.zeros(5), 1, x)

@@ -239,11 +239,11 @@ def test_toy_expected_accuracy_tends_to_accuracy():
 
 
 def test_toy_bad_input():
-    with pytest.raises(ValueError, match="`k` must be a finite number > 0"):
+    with pytest.raises(ValueError, match="`k` must be a positive finite number"):
         toy_cross_entropy(0.1, k=0.0)
-    with pytest.raises(ValueError, match="`k` must be a finite number > 0"):
+    with pytest.raises(ValueError, match="`k` must be a positive finite number"):
         toy_cross_entropy_optimum(-2.0)
-    with pytest.raises(ValueError, match="`k` must be a positive number"):
+    with pytest.raises(ValueError, match="`k` must be a positive finite number"):
         toy_hinge(0.1, k="hot")
     with pytest.raises(ValueError, match="`b` must not contain NaN"):
         toy_accuracy(np.nan)

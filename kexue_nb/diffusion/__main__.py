@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="sampler")
     sa.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM uses all T)")
     sa.add_argument("--eta", type=float, default=0.0, help="DDIM noise level η")
-    sa.add_argument("--variance", choices=("beta", "posterior"), default="beta",
-                    help="DDPM σ_t: β_t or the posterior β̄_{t−1}β_t/β̄_t")
+    sa.add_argument("--variance", choices=("beta", "posterior", "zero"), default="beta",
+                    help="DDPM σ_t: β_t, the posterior β̄_{t−1}β_t/β̄_t, or 0 (the mean alone)")
     sa.add_argument("--w", type=float, default=0.0,
                     help="classifier-free guidance weight w (needs --label)")
     sa.add_argument("--classifier", default=None,

@@ -4,7 +4,8 @@ Notation of kexue.fm/archives/9119 and 9164 (see :mod:`kexue_nb.diffusion.schedu
 predicts the DDPM paper's ε, so x_t = ᾱ_t x_0 + β̄_t ε and x̂_0 = (x_t − β̄_t ε_θ)/ᾱ_t.
 
 * DDPM step (9164, the final reverse step): x_{t−1} = (x_t − (β_t²/β̄_t) ε_θ)/α_t + σ_t z with
-  σ_t = β_t (``variance="beta"``) or σ_t = β̄_{t−1}β_t/β̄_t (``variance="posterior"``).
+  σ_t = β_t (``variance="beta"``), σ_t = β̄_{t−1}β_t/β̄_t (``variance="posterior"``) or σ_t = 0
+  (``variance="zero"``, the mean alone; not DDIM, whose deterministic step has another mean).
 * DDIM step (Song et al. 2021, eq. (12), in Su's notation):
   x_{s} = ᾱ_s x̂_0 + √(β̄_s² − σ²) ε_θ + σ z for a previous timestep s < t, with
   σ = η √((β̄_s²/β̄_t²)(1 − ᾱ_t²/ᾱ_s²)); η = 1 and s = t − 1 is the DDPM step with the posterior σ.
@@ -32,7 +33,7 @@ __all__ = [
     "ddpm_step",
 ]
 
-_VARIANCES = ("beta", "posterior")
+_VARIANCES = ("beta", "posterior", "zero")
 
 
 @dataclass
@@ -67,11 +68,12 @@ def ddpm_step(
 ) -> torch.Tensor:
     """One ancestral step x_{t−1} = (x_t − (β_t²/β̄_t) ε)/α_t + σ_t z (kexue.fm/archives/9164).
 
-    ``variance`` picks σ_t = β_t ("beta") or β̄_{t−1}β_t/β̄_t ("posterior"); ``noise`` is z
-    (x_t's shape) or None for the mean alone. t in 1..T (an int or a long tensor of shape (B,)).
+    ``variance`` picks σ_t = β_t ("beta"), β̄_{t−1}β_t/β̄_t ("posterior") or 0 ("zero");
+    ``noise`` is z (x_t's shape) or None for the mean alone. t in 1..T (an int or a long tensor
+    of shape (B,)).
     """
     if variance not in _VARIANCES:
-        raise ValueError(f"`variance` must be 'beta' or 'posterior', got {variance!r}")
+        raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
     if eps.shape != x_t.shape:
         raise ValueError(f"`eps` must have x_t's shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
     schedule._check_t(t, minimum=1)
@@ -219,10 +221,12 @@ def ddpm_sample(
 ) -> Samples:
     """Ancestral DDPM sampling from x_T ~ N(0, I) through t = T, …, 1 (kexue.fm/archives/9119).
 
-    Each step is :func:`ddpm_step` with σ_t = β_t (``variance="beta"``) or the posterior
-    σ_t = β̄_{t−1}β_t/β̄_t. As in the DDPM paper's Algorithm 2 the last step (t = 1) adds no noise
-    unless ``final_noise=True`` (with ``"posterior"`` σ_1 = 0 anyway). ``guidance`` (with ``y``)
-    shifts the mean by σ_t² γ ∇log p(y|x_t) (classifier guidance) or replaces ε by the CFG ε̃.
+    Each step is :func:`ddpm_step` with σ_t = β_t (``variance="beta"``), the posterior
+    σ_t = β̄_{t−1}β_t/β̄_t or σ_t = 0 (``"zero"``: the mean alone, no noise is drawn after x_T).
+    As in the DDPM paper's Algorithm 2 the last step (t = 1) adds no noise unless
+    ``final_noise=True`` (with ``"posterior"`` σ_1 = 0 anyway). ``guidance`` (with ``y``) shifts
+    the mean by σ_t² γ ∇log p(y|x_t) (classifier guidance; nothing when σ_t = 0) or replaces ε by
+    the CFG ε̃.
 
     ``generator`` seeds x_T and every z (a torch.Generator on ``device``); ``device`` defaults to
     the model's parameters' device (CPU for a parameter-free model), ``dtype`` to their dtype;
@@ -232,7 +236,7 @@ def ddpm_sample(
     tensors: ``.clone()`` them before using them in autograd.
     """
     if variance not in _VARIANCES:
-        raise ValueError(f"`variance` must be 'beta' or 'posterior', got {variance!r}")
+        raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
     x, y, device, ctx = _setup(model, shape, y, guidance, generator, device, dtype, x_T)
     traj: list[torch.Tensor] | None = [x.cpu()] if record else None
     x0s: list[torch.Tensor] | None = [] if record else None
@@ -247,7 +251,8 @@ def ddpm_sample(
                 eps, shift = guidance.ddpm(model, x, tb, y, schedule, sigma)
             if x0s is not None:
                 x0s.append(schedule.predict_x0(x, t, eps).cpu())
-            z = _noise(x, generator) if (t > 1 or final_noise) else None
+            noisy = variance != "zero" and (t > 1 or final_noise)
+            z = _noise(x, generator) if noisy else None
             x = ddpm_step(eps, x, t, schedule, variance=variance, noise=z) + shift
             if traj is not None:
                 traj.append(x.cpu())

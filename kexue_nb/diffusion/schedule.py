@@ -132,14 +132,17 @@ class Schedule:
 
         ``variance="beta"``: σ_t = β_t (exact when the data are standard normal);
         ``variance="posterior"``: σ_t = β̄_{t−1}β_t/β̄_t, the standard deviation of
-        p(x_{t−1}|x_t, x_0) (kexue.fm/archives/9164; exact when the data are one point).
+        p(x_{t−1}|x_t, x_0) (kexue.fm/archives/9164; exact when the data are one point);
+        ``variance="zero"``: σ_t = 0, the mean-only step that 9119 also writes down.
         """
         t = self._check_t(t, minimum=1)
         if variance == "beta":
             return self.beta[t]
         if variance == "posterior":
             return self.beta_bar[t - 1] * self.beta[t] / self.beta_bar[t]
-        raise ValueError(f"`variance` must be 'beta' or 'posterior', got {variance!r}")
+        if variance == "zero":
+            return torch.zeros_like(self.beta[t])
+        raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
 
     # ----------------------------------------------------------------------------------
     def _check_t(self, t: int | torch.Tensor, minimum: int = 0) -> torch.Tensor:
