@@ -32,9 +32,12 @@ __all__ = [
 ]
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+def _positive_int(value: Any, name: str, minimum: int = 1, multiple_of: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+    if value % multiple_of:
+        what = "even" if multiple_of == 2 else f"a multiple of {multiple_of}"
+        raise ValueError(f"`{name}` must be {what}, got {value}")
     return value
 
 
@@ -45,9 +48,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
     ``[sin(s·ω_k), cos(s·ω_k)]`` with ω_k = 10000^(−k/(dim/2)) (the embedding of the DDPM
     paper's code, Ho et al. 2020). Returns float32 (B, dim).
     """
-    _positive_int(dim, "dim", 2)
-    if dim % 2:
-        raise ValueError(f"`dim` must be even, got {dim}")
+    _positive_int(dim, "dim", 2, multiple_of=2)
     _positive_int(T, "T")
     if t.ndim != 1:
         raise ValueError(f"`t` must have shape (B,), got {tuple(t.shape)}")
@@ -193,9 +194,7 @@ class MLPDenoiser(nn.Module):
     ) -> None:
         super().__init__()
         _positive_int(dim, "dim")
-        _positive_int(hidden, "hidden", 2)
-        if hidden % 2:
-            raise ValueError(f"`hidden` must be even, got {hidden}")
+        _positive_int(hidden, "hidden", 2, multiple_of=2)
         _positive_int(depth, "depth")
         _positive_int(T, "T")
         _positive_int(num_classes, "num_classes", 0)
@@ -279,9 +278,7 @@ class UNet8(nn.Module):
     ) -> None:
         super().__init__()
         _positive_int(channels, "channels")
-        _positive_int(base, "base", 8)
-        if base % 8:
-            raise ValueError(f"`base` must be a multiple of 8, got {base}")
+        _positive_int(base, "base", 8, multiple_of=8)
         _positive_int(T, "T")
         _positive_int(num_classes, "num_classes", 0)
         _positive_int(mult, "mult")
@@ -362,9 +359,7 @@ class NoisyClassifier(nn.Module):
         self.kind, self.T, self.num_classes = kind, T, num_classes
         if kind == "mlp":
             _positive_int(dim, "dim")
-            _positive_int(hidden, "hidden", 2)
-            if hidden % 2:
-                raise ValueError(f"`hidden` must be even, got {hidden}")
+            _positive_int(hidden, "hidden", 2, multiple_of=2)
             _positive_int(depth, "depth")
             self.event_shape: tuple[int, ...] = (dim,)
             self.cond = _Conditioning(hidden, T, 0)
@@ -374,9 +369,7 @@ class NoisyClassifier(nn.Module):
                                       nn.Linear(hidden, num_classes))
         else:
             _positive_int(channels, "channels")
-            _positive_int(base, "base", 8)
-            if base % 8:
-                raise ValueError(f"`base` must be a multiple of 8, got {base}")
+            _positive_int(base, "base", 8, multiple_of=8)
             self.event_shape = (channels, 8, 8)
             emb_dim = 4 * base
             self.cond = _Conditioning(emb_dim, T, 0)
