@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from ._validation import positive_float
+from ._validation import positive_float, real_array
 
 __all__ = [
     "TOY_LABELS",
@@ -107,13 +107,7 @@ def binary_expected_accuracy(margin: Any, sigma: Any = 1.0) -> Any:
         if bool(margin.detach().isnan().any()):
             raise ValueError("`margin` must not contain NaN")
         return torch.special.ndtr(margin / sigma)
-    try:
-        m = np.asarray(margin, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`margin` must be a real number or array, got {margin!r}") from exc
-    if np.isnan(m).any():
-        raise ValueError("`margin` must not contain NaN")
-    return special.ndtr(m / np.asarray(sigma, dtype=float))
+    return special.ndtr(real_array(margin, "margin") / np.asarray(sigma, dtype=float))
 
 
 def expected_accuracy(
@@ -227,12 +221,7 @@ def _expected_accuracy_torch(
 # -- the toy problem -----------------------------------------------------------------------------
 def _toy_margins(b: Any, k: float) -> np.ndarray:
     """l·f(x) = l·k(x − b) for the three toy points, shape ``b.shape + (3,)``."""
-    try:
-        bb = np.asarray(b, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`b` must be a real number or array, got {b!r}") from exc
-    if np.isnan(bb).any():
-        raise ValueError("`b` must not contain NaN")
+    bb = real_array(b, "b")
     x, labels = np.asarray(TOY_X), np.asarray(TOY_LABELS, dtype=float)
     return labels * positive_float(k, "k") * (x - bb[..., None])
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from .._validation import same_shape
 from .guidance import Guidance
 from .schedule import Schedule
 
@@ -74,8 +75,7 @@ def ddpm_step(
     """
     if variance not in _VARIANCES:
         raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
-    if eps.shape != x_t.shape:
-        raise ValueError(f"`eps` must have x_t's shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    same_shape(eps, "eps", x_t, "x_t")
     schedule._check_t(t, minimum=1)
     g = schedule.gather
     mean = (x_t - g(schedule.beta, t, x_t) ** 2 / g(schedule.beta_bar, t, x_t) * eps) / g(
@@ -83,9 +83,7 @@ def ddpm_step(
     )
     if noise is None:
         return mean
-    if noise.shape != x_t.shape:
-        raise ValueError(
-            f"`noise` must have x_t's shape {tuple(x_t.shape)}, got {tuple(noise.shape)}")
+    same_shape(noise, "noise", x_t, "x_t")
     sigma = schedule.sigma(t, variance)
     sigma = sigma.reshape(-1, *([1] * (x_t.ndim - 1))) if sigma.ndim == 1 else sigma
     return mean + sigma.to(device=x_t.device, dtype=x_t.dtype) * noise
@@ -136,17 +134,14 @@ def ddim_step(
     σ = η √((β̄_s²/β̄_t²)(1 − ᾱ_t²/ᾱ_s²)). η = 0 is deterministic; ``noise`` None means z = 0.
     """
     eta = _check_eta(eta)
-    if eps.shape != x_t.shape:
-        raise ValueError(f"`eps` must have x_t's shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    same_shape(eps, "eps", x_t, "x_t")
     sigma = ddim_sigma(schedule, t, t_prev, eta)
     ab_s, bb_s = schedule.alpha_bar[t_prev].item(), schedule.beta_bar[t_prev].item()
     x0_hat = schedule.predict_x0(x_t, t, eps)
     direction = max(bb_s**2 - sigma**2, 0.0) ** 0.5
     out = ab_s * x0_hat + direction * eps
     if noise is not None and sigma > 0.0:
-        if noise.shape != x_t.shape:
-            raise ValueError(f"`noise` must have x_t's shape {tuple(x_t.shape)}, "
-                             f"got {tuple(noise.shape)}")
+        same_shape(noise, "noise", x_t, "x_t")
         out = out + sigma * noise
     return out
 

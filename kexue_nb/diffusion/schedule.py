@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validation import same_shape
+
 __all__ = ["DDPMPaperSchedule", "Schedule"]
 
 
@@ -185,9 +187,7 @@ class Schedule:
         self, x0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
         """x_t = ᾱ_t x_0 + β̄_t ε, the unrolled forward chain (kexue.fm/archives/9119)."""
-        if noise.shape != x0.shape:
-            raise ValueError(
-                f"`noise` must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
+        same_shape(noise, "noise", x0, "x0")
         return self.gather(self.alpha_bar, t, x0) * x0 + self.gather(self.beta_bar, t, x0) * noise
 
     def posterior(
@@ -198,9 +198,7 @@ class Schedule:
         mean = (α_t β̄_{t−1}²/β̄_t²) x_t + (ᾱ_{t−1} β_t²/β̄_t²) x_0,
         std = β̄_{t−1} β_t/β̄_t (broadcastable against ``x_t``; 0 at t = 1).
         """
-        if x0.shape != x_t.shape:
-            raise ValueError(
-                f"`x0` must have x_t's shape {tuple(x_t.shape)}, got {tuple(x0.shape)}")
+        same_shape(x0, "x0", x_t, "x_t")
         tt = self._check_t(t, minimum=1)
         prev = tt - 1
         coef_xt = self.alpha[tt] * self.beta_bar[prev] ** 2 / self.beta_bar[tt] ** 2
@@ -213,9 +211,7 @@ class Schedule:
         self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor
     ) -> torch.Tensor:
         """x̂_0 = (x_t − β̄_t ε̂)/ᾱ_t, the clean-data estimate behind an ε-prediction (9164)."""
-        if eps.shape != x_t.shape:
-            raise ValueError(
-                f"`eps` must have x_t's shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+        same_shape(eps, "eps", x_t, "x_t")
         g = self.gather
         return (x_t - g(self.beta_bar, t, x_t) * eps) / g(self.alpha_bar, t, x_t)
 
