@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from kexue_nb.diffusion.schedule import DDPMPaperSchedule, Schedule
+from kexue_nb.diffusion.schedule import DDPMPaperSchedule, Schedule, per_sample
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -188,3 +188,16 @@ def test_method_bad_input():
         s.gather(torch.zeros(5), 1, x)
     with pytest.raises(ValueError, match="`eps` must have x_t's shape"):
         s.predict_x0(x, 1, torch.zeros(1))
+
+
+def test_per_sample_broadcasts_scalars_and_one_value_per_sample():
+    like = torch.zeros(3, 2, 4, dtype=torch.float32)
+    out = per_sample(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), like, "sigma")
+    assert out.shape == (3, 1, 1) and out.dtype == torch.float32
+    torch.testing.assert_close((out * torch.ones_like(like))[:, 1, 3],
+                               torch.tensor([1.0, 2.0, 3.0]))
+    scalar = per_sample(0.5, like, "sigma")
+    assert scalar.ndim == 0 and scalar.item() == 0.5
+    with pytest.raises(ValueError,
+                       match=r"`sigma` must be a scalar or have shape \(3,\), got \(2,\)"):
+        per_sample(torch.ones(2), like, "sigma")

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-from .schedule import Schedule
+from .schedule import Schedule, per_sample
 
 __all__ = [
     "ClassifierFreeGuidance",
@@ -176,10 +176,4 @@ class ClassifierGuidance:
         if self.scale == 0.0:
             return eps, 0.0
         grad = self.grad_log_prob(x_t, t, y)
-        sigma = torch.as_tensor(sigma, dtype=grad.dtype, device=grad.device)
-        if sigma.ndim == 1:
-            if sigma.shape[0] != x_t.shape[0]:
-                raise ValueError(f"`sigma` must be a scalar or have shape ({x_t.shape[0]},), "
-                                 f"got {tuple(sigma.shape)}")
-            sigma = sigma.reshape(-1, *([1] * (x_t.ndim - 1)))
-        return eps, sigma**2 * self.scale * grad
+        return eps, per_sample(sigma, grad, "sigma") ** 2 * self.scale * grad

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .._validation import same_shape
 from .guidance import Guidance
-from .schedule import Schedule
+from .schedule import Schedule, per_sample
 
 __all__ = [
     "Samples",
@@ -84,9 +84,7 @@ def ddpm_step(
     if noise is None:
         return mean
     same_shape(noise, "noise", x_t, "x_t")
-    sigma = schedule.sigma(t, variance)
-    sigma = sigma.reshape(-1, *([1] * (x_t.ndim - 1))) if sigma.ndim == 1 else sigma
-    return mean + sigma.to(device=x_t.device, dtype=x_t.dtype) * noise
+    return mean + per_sample(schedule.sigma(t, variance), x_t, "sigma") * noise
 
 
 def ddim_sigma(schedule: Schedule, t: int, t_prev: int, eta: float) -> float:

@@ -19,7 +19,7 @@ import torch
 
 from .._validation import same_shape
 
-__all__ = ["DDPMPaperSchedule", "Schedule"]
+__all__ = ["DDPMPaperSchedule", "Schedule", "per_sample"]
 
 
 def _check_T(T: object) -> int:
@@ -214,6 +214,19 @@ class Schedule:
         same_shape(eps, "eps", x_t, "x_t")
         g = self.gather
         return (x_t - g(self.beta_bar, t, x_t) * eps) / g(self.alpha_bar, t, x_t)
+
+
+def per_sample(values: torch.Tensor | float, like: torch.Tensor, name: str) -> torch.Tensor:
+    """``values`` (a scalar, or one per sample: shape (B,)) shaped (B, 1, …, 1) to broadcast
+    against ``like`` (B, …), on ``like``'s device and dtype."""
+    values = torch.as_tensor(values)
+    if values.ndim == 1:
+        if like.ndim == 0 or values.shape[0] != like.shape[0]:
+            n = like.shape[0] if like.ndim else 0
+            raise ValueError(f"`{name}` must be a scalar or have shape ({n},), "
+                             f"got {tuple(values.shape)}")
+        values = values.reshape(-1, *([1] * (like.ndim - 1)))
+    return values.to(device=like.device, dtype=like.dtype)
 
 
 class _Gathered:
