@@ -36,18 +36,33 @@ CHAPTER_CELLS = [
 def executed_chapter(tmp_path_factory):
     folder = tmp_path_factory.mktemp("book")
     path = _write_chapter(folder / "chap.ipynb", CHAPTER_CELLS)
-    seconds = execute.execute_notebook(path)
-    return path, seconds
+    run = execute.execute_notebook(path)
+    return path, run
 
 
 def test_execute_runs_in_place_top_to_bottom(executed_chapter):
-    path, seconds = executed_chapter
+    path, run = executed_chapter
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == [1, 2, 3]
     assert code[1].outputs[0]["text"] == "-0.048\n"  # seeded: the same on every run
-    assert seconds > 0
+    code_indices = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert sorted(run.cell_seconds) == code_indices
+    assert all(s > 0 for s in run.cell_seconds.values())
+    assert run.seconds >= sum(run.cell_seconds.values())
     assert check_executed.problems_in(path) == []
+
+
+def test_execute_main_lists_the_slowest_cells(tmp_path, capsys):
+    path = _write_chapter(tmp_path / "slow.ipynb",
+                          ["import time", "time.sleep(0.3)", "x = 1"])
+    assert execute.main([str(path), "--slowest", "1"]) == 0
+    out = capsys.readouterr().out
+    cell_line = [line for line in out.splitlines() if line.startswith("  cell ")]
+    assert len(cell_line) == 1 and "time.sleep(0.3)" in cell_line[0]
+    assert float(cell_line[0].split()[-1]) >= 0.3
+    with pytest.raises(SystemExit):
+        execute.main([str(path), "--slowest", "-1"])
 
 
 def test_find_notebooks_puts_readers_last_and_skips_build(tmp_path):

@@ -2,6 +2,7 @@
 
     python -m kexue_nb.tools.execute book/                      # every notebook of the book
     python -m kexue_nb.tools.execute book/probability/entropy-normalization.ipynb
+    python -m kexue_nb.tools.execute book/diffusion/ --slowest 5   # and each one's slowest cells
 
 Each notebook runs in a fresh kernel of the current environment, in its own folder, with
 ``PYTHONHASHSEED=0`` and one math-library thread (``OMP_NUM_THREADS=1``: float reductions
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 from nbclient import NotebookClient
@@ -47,20 +49,38 @@ def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(unique, key=lambda p: p.name in RUN_LAST)
 
 
-def execute_notebook(path: Path, timeout: int = 900) -> float:
-    """Execute ``path`` in place; return the wall-clock seconds it took."""
+class Execution(NamedTuple):
+    """Wall-clock seconds of a notebook's run, and of each code cell (by cell index)."""
+
+    seconds: float
+    cell_seconds: dict[int, float]
+
+
+def execute_notebook(path: Path, timeout: int = 900) -> Execution:
+    """Execute ``path`` in place; return how long it and each of its code cells took."""
     notebook = nbformat.read(path, as_version=4)
+    started: dict[int, float] = {}
+    cell_seconds: dict[int, float] = {}
+
+    def start(cell, cell_index, **_):
+        started[cell_index] = time.perf_counter()
+
+    def stop(cell, cell_index, **_):
+        cell_seconds[cell_index] = time.perf_counter() - started[cell_index]
+
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
+        on_cell_execute=start,
+        on_cell_executed=stop,
     )
     env = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    start = time.perf_counter()
+    begin = time.perf_counter()
     try:
         client.execute()
     finally:
@@ -69,16 +89,25 @@ def execute_notebook(path: Path, timeout: int = 900) -> float:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - begin
     nbformat.write(notebook, path)
-    return elapsed
+    return Execution(elapsed, cell_seconds)
+
+
+def _first_line(path: Path, index: int) -> str:
+    source = nbformat.read(path, as_version=4).cells[index].source
+    return source.splitlines()[0][:50] if source else ""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="notebooks or folders of notebooks")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    parser.add_argument("--slowest", type=int, default=0, metavar="N",
+                        help="also list each notebook's N slowest cells")
     args = parser.parse_args(argv)
+    if args.slowest < 0:
+        parser.error(f"--slowest must be >= 0, got {args.slowest}")
     notebooks = find_notebooks(args.paths)
     if not notebooks:
         parser.error("no notebooks found")
@@ -88,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"executing {shown}", flush=True)
         rows.append((path, execute_notebook(path, timeout=args.timeout)))
     print(f"\n{'notebook':<60} {'seconds':>8}")
-    for path, seconds in rows:
-        flag = "  over budget" if seconds > BUDGET_S else ""
-        print(f"{path.name:<60} {seconds:8.1f}{flag}")
-    print(f"{'total':<60} {sum(s for _, s in rows):8.1f}")
+    for path, run in rows:
+        flag = "  over budget" if run.seconds > BUDGET_S else ""
+        print(f"{path.name:<60} {run.seconds:8.1f}{flag}")
+        slowest = sorted(run.cell_seconds.items(), key=lambda item: -item[1])[:args.slowest]
+        for index, seconds in slowest:
+            print(f"  cell {index:<3} {_first_line(path, index):<52} {seconds:8.1f}")
+    print(f"{'total':<60} {sum(run.seconds for _, run in rows):8.1f}")
     return 0
 
 
