@@ -1,24 +1,48 @@
-"""The claim ledger: every key result of a chapter, machine-checked.
+"""The claim ledger: every key result of a chapter, machine-checked, each check shown to bite.
 
 A chapter creates one :class:`Ledger`, records each result it verifies as a claim and ends with
 :meth:`Ledger.table`. A claim is checked when it is recorded; a claim that fails raises
 :class:`ClaimFailed` at once, so a stale or wrong derivation stops the notebook (and nbval, and
 the book build).
 
-Two kinds of claim:
+Three kinds of claim (contract version 2):
 
-``symbolic``
-    SymPy simplifies ``lhs - rhs`` to exactly 0 (element-wise for matrices).
-``numeric``
-    an estimate lies within a stated tolerance of an expected value (:meth:`Ledger.numeric`), or
-    on the right side of a threshold (:meth:`Ledger.bound`). Every tolerance comes with its
-    ``basis``: the sentence that says where it comes from (``"4 Monte Carlo standard errors"``).
+``symbolic`` (:meth:`Ledger.symbolic`)
+    A result SymPy derived (an integral, a solved equation, a completed square, a simplified
+    composite) equals the article's form: ``lhs - rhs`` simplifies to exactly 0 (element-wise
+    for matrices) under a fixed chain of *sound* SymPy simplifications (no ``force=True``,
+    nothing the caller can swap in). Floats are refused: ``Float(1e-20)`` would vanish against 1.
+``numeric`` (:meth:`Ledger.numeric`)
+    ``|estimate - expected| <= atol + rtol·|expected|`` element-wise, with the tolerance's
+    ``basis`` (the stated error it follows from).
+``bound`` (:meth:`Ledger.bound`)
+    ``lower <= estimate <= upper`` element-wise, with the threshold's ``basis``.
+
+**What it rules out.** Every numeric and bound claim names at least one alternative in
+``rules_out``: the plausible wrong answer the check exists to exclude (the other variance choice,
+the undiscretised value, a rival formula, the value under a typical bug, a baseline model's
+metric), with its value computed. At record time the ledger runs the claim's own test on each
+alternative, and the claim fails unless every one is rejected:
+
+- numeric: the alternative, put in place of ``expected``, fails the test
+  (``|estimate - alternative| > atol + rtol·|alternative|`` somewhere);
+- bound: the alternative violates the bound (somewhere);
+- symbolic (optional there): ``lhs - alternative`` does not simplify to 0.
 
 The table is displayed with this metadata, which the verification page and outside tools read::
 
-    {"kexue_nb": {"ledger": {"chapter": STEM, "claims": [
-        {"id": str, "statement": str, "kind": "symbolic" | "numeric", "passed": bool,
-         "evidence": {...}}, ...]}}}
+    {"kexue_nb": {"ledger": {"chapter": STEM, "version": 2, "claims": [
+        {"id": str, "statement": str, "kind": "symbolic" | "numeric" | "bound",
+         "passed": bool,
+         "evidence": {..., "basis": str,
+                      "rules_out": [{"label": str, "value": number | list | str,
+                                     "excluded": true}]}}, ...]}}}
+
+Numeric evidence keeps ``estimate``, ``expected``, ``error``, ``atol``, ``rtol``; bound evidence
+keeps ``estimate`` and ``lower`` and/or ``upper``; symbolic evidence keeps the LaTeX of ``lhs``,
+``rhs`` and the ``residual``, and ``basis`` is ``"exact"``. Stored floats are rounded to
+:data:`STORED_DIGITS` significant figures (so re-execution is byte-stable), and magnitudes below
+:data:`PRINT_FLOOR` are stored as 0.0 (round-off, which differs between CPUs).
 """
 
 from __future__ import annotations
@@ -26,7 +50,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +63,32 @@ __all__ = [
     "collect_ledgers",
     "ClaimFailed",
     "Ledger",
+    "LEDGER_VERSION",
     "format_constant",
     "format_number",
     "ledger_markdown",
     "ledger_plain",
     "read_ledger",
+    "rules_out_summary",
 ]
 
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 #: Magnitudes below this are printed as ``≈0``: their digits depend on the CPU.
 PRINT_FLOOR = 1e-10
+#: Significant figures kept for floats stored in the evidence metadata.
+STORED_DIGITS = 6
+#: The version of the metadata contract written by :meth:`Ledger.metadata`.
+LEDGER_VERSION = 2
+#: Integers whose magnitude exceeds this are not exactly representable as float64.
+_EXACT_INT_LIMIT = 2**53
+#: Sound simplifications tried in turn on ``lhs - rhs``; none assumes more than the symbols
+#: declare (no ``force=True``), so none can prove a false identity.
+_SIMPLIFIERS = (
+    sympy.expand,
+    sympy.cancel,
+    sympy.simplify,
+    lambda e: sympy.simplify(e.rewrite(sympy.erf)),
+)
 
 
 class ClaimFailed(AssertionError):
@@ -67,9 +107,12 @@ class Claim:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        """One robust line, e.g. ``✓ numeric 'mc': 0.503 vs 0.5; error 0.003 ≤ 0.004``."""
+        """One robust line, e.g. ``✓ numeric 'mc': 0.503 vs 0.5; error 0.003 ≤ 0.004; rules out:
+        σ_t = β_t (0.52)``."""
         mark = "✓" if self.passed else "✗"
-        return f"{mark} {self.kind} {self.id!r}: {evidence_summary(self.to_json())}"
+        ruled = rules_out_summary(self.to_json())
+        tail = f"; rules out: {ruled}" if ruled else ""
+        return f"{mark} {self.kind} {self.id!r}: {evidence_summary(self.to_json())}{tail}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,32 +151,148 @@ def format_constant(x: float, digits: int = 4) -> str:
     return "0" if float(x) == 0 else f"{float(x):.{digits}g}"
 
 
-def _as_float_array(value: Any, name: str) -> np.ndarray:
+# -- input ---------------------------------------------------------------------------------------
+def _real_array(value: Any, name: str) -> tuple[np.ndarray, bool]:
+    """``value`` as a float64 array, and whether it was integer (a count, kept exact).
+
+    Refused with a ``ValueError`` naming ``name``: anything not real (complex numpy or torch
+    input, strings, ``None``), an empty array, NaN, and integers beyond float64's exact range
+    (``2**53 + 1`` would silently become ``2**53``).
+    """
+    if hasattr(value, "detach"):  # a torch tensor, on any device
+        if value.is_complex():
+            raise ValueError(f"`{name}` must be real, got a complex tensor")
+        value = value.detach().cpu()
+        value = (value.double() if value.is_floating_point() else value).numpy()
+    if isinstance(value, sympy.Basic):
+        raise ValueError(f"`{name}` must be a number or array, not a SymPy expression {value!r}")
     try:
-        if hasattr(value, "detach"):  # a torch tensor, on any device
-            value = value.detach().cpu().double().numpy()
-        array = np.asarray(value, dtype=float)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`{name}` must be a real number or array, got {value!r}") from exc
+    if raw.dtype == object and raw.size and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in raw.ravel()
+    ):
+        integer = True  # Python ints beyond int64
+    elif raw.dtype.kind in "iu":
+        integer = True
+    elif raw.dtype.kind in "fb":
+        integer = False
+    elif raw.dtype.kind == "c":
+        raise ValueError(f"`{name}` must be real, got complex {value!r}")
+    else:
+        raise ValueError(f"`{name}` must be a real number or array, got {value!r}")
+    if raw.size == 0:
+        raise ValueError(f"`{name}` must not be empty")
+    if integer and any(abs(int(v)) > _EXACT_INT_LIMIT for v in raw.ravel()):
+        raise ValueError(
+            f"`{name}` holds an integer beyond 2**53, which float64 cannot hold exactly; "
+            "compare it exactly (e.g. as a symbolic claim) instead"
+        )
+    array = raw.astype(float)
     if np.isnan(array).any():
         raise ValueError(f"`{name}` must not be NaN, got {value!r}")
-    return array
+    return array, integer
 
 
-def _json_number(array: np.ndarray, original: Any = None) -> float | int | list:
-    """``array`` for the JSON evidence; integer input (a count) stays integer."""
-    if original is not None and np.issubdtype(np.asarray(original).dtype, np.integer):
-        array = array.astype(np.int64)
-    return array.item() if array.ndim == 0 else array.tolist()
+def _finite_constant(value: Any, name: str) -> float:
+    """A stated tolerance or threshold: a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"`{name}` must be a finite real number, got {value!r}")
+    if isinstance(value, int | np.integer) and abs(int(value)) > _EXACT_INT_LIMIT:
+        raise ValueError(f"`{name}` must be within float64's exact integer range, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"`{name}` must be a finite real number, got {value!r}")
+    return float(value)
 
 
-def _sympy_zero(difference: Any, simplify: Callable[[Any], Any]) -> tuple[bool, Any]:
-    """Simplify ``difference``; return whether it is identically zero and the residual."""
+def _check_text(value: Any, name: str, claim_id: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"`{name}` of claim {claim_id!r} must be a non-empty string")
+
+
+def _check_rules_out(rules_out: Any, claim_id: str, required: bool) -> dict[str, Any]:
+    if rules_out is None:
+        rules_out = {}
+    if not isinstance(rules_out, Mapping):
+        raise ValueError(
+            f"`rules_out` of claim {claim_id!r} must map each alternative's label to its value, "
+            f"got {type(rules_out).__name__}"
+        )
+    if required and not rules_out:
+        raise ValueError(
+            f"`rules_out` of claim {claim_id!r} must name at least one alternative the check "
+            "excludes (the other variance choice, a rival formula, a typical bug, a baseline)"
+        )
+    for label in rules_out:
+        _check_text(label, "rules_out label", claim_id)
+        if "|" in label or "\n" in label:
+            raise ValueError(f"`rules_out` label {label!r} of claim {claim_id!r} must be one line "
+                             "without '|'")
+    return dict(rules_out)
+
+
+# -- storage -------------------------------------------------------------------------------------
+def _stored_float(x: float) -> float:
+    """``x`` rounded to :data:`STORED_DIGITS` significant figures; round-off stored as 0."""
+    if not math.isfinite(x):
+        return x
+    if abs(x) < PRINT_FLOOR:
+        return 0.0
+    return float(f"{x:.{STORED_DIGITS}g}")
+
+
+def _json_number(array: np.ndarray, integer: bool = False) -> float | int | list:
+    """``array`` for the JSON evidence: integers (counts) exact, floats rounded."""
+    if integer:
+        values = [int(v) for v in array.ravel()]
+    else:
+        values = [_stored_float(float(v)) for v in array.ravel()]
+    if array.ndim == 0:
+        return values[0]
+    return np.asarray(values, dtype=object).reshape(array.shape).tolist()
+
+
+# -- symbolic ------------------------------------------------------------------------------------
+def _no_floats(expr: Any, name: str) -> Any:
+    try:
+        expr = sympy.sympify(expr, strict=True)
+    except (sympy.SympifyError, TypeError) as exc:
+        raise ValueError(f"`{name}` must be a SymPy expression or matrix, got {expr!r}") from exc
+    if any(isinstance(a, sympy.Float) for a in _atoms(expr)):
+        raise ValueError(
+            f"`{name}` contains a floating-point number ({expr}); write it exactly "
+            "(sympy.Rational, sympy.Integer): a Float lets 1 + 1e-20 equal 1"
+        )
+    if any(a.is_number and a.is_extended_real is False for a in _atoms(expr)
+           if isinstance(a, sympy.Number)):
+        raise ValueError(f"`{name}` must not hold a non-real number literal, got {expr}")
+    return expr
+
+
+def _atoms(expr: Any) -> set:
+    if isinstance(expr, sympy.MatrixBase):
+        return set().union(*(e.atoms() for e in expr)) if expr.shape[0] * expr.shape[1] else set()
+    return expr.atoms()
+
+
+def _vanishes(difference: Any) -> tuple[bool, Any]:
+    """Whether ``difference`` simplifies to exactly 0 under :data:`_SIMPLIFIERS`, and the
+    residual (the first simplifier's, if none reaches 0)."""
     if isinstance(difference, sympy.MatrixBase):
-        residual = difference.applyfunc(simplify)
-        return residual.is_zero_matrix is True, residual
-    residual = simplify(difference)
-    return residual == 0, residual
+        results = [_vanishes(entry) for entry in difference]
+        residual = sympy.Matrix(difference.shape[0], difference.shape[1],
+                                [r for _, r in results])
+        return all(ok for ok, _ in results), residual
+    if difference == 0:
+        return True, sympy.Integer(0)
+    first = None
+    for simplify in _SIMPLIFIERS:
+        residual = simplify(difference)
+        first = residual if first is None else first
+        if residual == 0:
+            return True, residual
+    return False, first
 
 
 class Ledger:
@@ -169,8 +328,7 @@ class Ledger:
             )
         if any(c.id == claim_id for c in self._claims):
             raise ValueError(f"`claim_id` {claim_id!r} is already in the {self.chapter} ledger")
-        if not isinstance(statement, str) or not statement.strip():
-            raise ValueError(f"`statement` of claim {claim_id!r} must be a non-empty string")
+        _check_text(statement, "statement", claim_id)
         if "|" in statement or "\n" in statement:
             raise ValueError(
                 f"`statement` of claim {claim_id!r} must be one line without '|' (it would break "
@@ -190,24 +348,41 @@ class Ledger:
         lhs: Any,
         rhs: Any = 0,
         *,
-        simplify: Callable[[Any], Any] = sympy.simplify,
+        rules_out: Mapping[str, Any] | None = None,
     ) -> Claim:
-        """Record that ``lhs == rhs`` identically: ``simplify(lhs - rhs)`` must be exactly 0.
+        """Record that the derived ``lhs`` equals the article's ``rhs`` identically.
 
-        ``simplify`` may be a stronger or more targeted SymPy routine for hard cases
-        (e.g. ``lambda e: sympy.simplify(sympy.expand_log(e, force=True))``).
-        Raises :class:`ClaimFailed` with the residual if the difference does not vanish.
+        ``lhs - rhs`` must simplify to exactly 0 under the ledger's fixed chain of sound SymPy
+        simplifications (declare symbols ``positive=True`` or ``real=True`` where a rule such as
+        ``log(xy) = log x + log y`` needs it). ``rules_out`` (optional here) maps labels to rival
+        forms; each must *not* equal ``lhs``. Raises :class:`ClaimFailed` with the residual.
         """
         self._check_new(claim_id, statement)
-        lhs, rhs = sympy.sympify(lhs), sympy.sympify(rhs)
-        passed, residual = _sympy_zero(lhs - rhs, simplify)
-        evidence = {
+        lhs, rhs = _no_floats(lhs, "lhs"), _no_floats(rhs, "rhs")
+        alternatives = {
+            label: _no_floats(value, f"rules_out[{label!r}]")
+            for label, value in _check_rules_out(rules_out, claim_id, required=False).items()
+        }
+        try:
+            passed, residual = _vanishes(lhs - rhs)
+        except (TypeError, ValueError, sympy.ShapeError) as exc:
+            raise ValueError(f"`lhs` and `rhs` of claim {claim_id!r} cannot be subtracted: "
+                             f"{exc}") from exc
+        ruled = [
+            {"label": label, "value": sympy.latex(value), "excluded": not _vanishes(lhs - value)[0]}
+            for label, value in alternatives.items()
+        ]
+        evidence: dict[str, Any] = {
             "lhs": sympy.latex(lhs),
             "rhs": sympy.latex(rhs),
             "residual": sympy.latex(residual),
+            "basis": "exact",
         }
+        if ruled:
+            evidence["rules_out"] = ruled
+        failure = f"lhs - rhs simplifies to {residual}, not 0"
         claim = Claim(claim_id, statement, "symbolic", bool(passed), evidence)
-        return self._record(claim, f"lhs - rhs simplifies to {residual}, not 0")
+        return self._record(*_with_alternatives(claim, failure))
 
     def numeric(
         self,
@@ -219,49 +394,67 @@ class Ledger:
         atol: float = 0.0,
         rtol: float = 0.0,
         basis: str,
+        rules_out: Mapping[str, Any],
     ) -> Claim:
         """Record that ``|estimate - expected| <= atol + rtol·|expected|`` (element-wise).
 
         ``basis`` says where the tolerance comes from ("4 Monte Carlo standard errors",
-        "float64 round-off over 10³ terms"). Estimates may be arrays; the worst element decides.
+        "float64 round-off over 10³ terms"). ``rules_out`` maps each plausible wrong answer's
+        label to its value; each must fail the same test. Estimates may be arrays; the worst
+        element decides.
         """
         self._check_new(claim_id, statement)
-        est = _as_float_array(estimate, "estimate")
-        exp = _as_float_array(expected, "expected")
-        for name, tol in (("atol", atol), ("rtol", rtol)):
-            if not (isinstance(tol, int | float) and math.isfinite(tol) and tol >= 0):
-                raise ValueError(f"`{name}` must be a finite number >= 0, got {tol!r}")
+        est, est_int = _real_array(estimate, "estimate")
+        exp, exp_int = _real_array(expected, "expected")
+        atol, rtol = _finite_constant(atol, "atol"), _finite_constant(rtol, "rtol")
+        if atol < 0 or rtol < 0:
+            raise ValueError(f"`atol` and `rtol` must be >= 0, got atol={atol}, rtol={rtol}")
         if atol == 0 and rtol == 0:
             raise ValueError("`atol` or `rtol` must be positive: a numeric claim needs a tolerance")
-        if not isinstance(basis, str) or not basis.strip():
-            raise ValueError("`basis` must say where the tolerance comes from")
+        _check_text(basis, "basis", claim_id)
+        alternatives = {
+            label: _real_array(value, f"rules_out[{label!r}]")
+            for label, value in _check_rules_out(rules_out, claim_id, required=True).items()
+        }
         try:
             err = np.abs(est - exp)
             allowed = atol + rtol * np.abs(exp)
+            for label, (alt, _) in alternatives.items():
+                np.broadcast_shapes(est.shape, alt.shape)
         except ValueError as exc:
             raise ValueError(
-                f"`estimate` shape {est.shape} and `expected` shape {exp.shape} do not broadcast"
+                f"`estimate` shape {est.shape}, `expected` shape {exp.shape} and the "
+                "alternatives' shapes must broadcast together"
             ) from exc
         excess = err - allowed
         worst = int(np.argmax(excess)) if excess.ndim else 0
-        worst_err = float(np.ravel(err)[worst]) if err.ndim else float(err)
-        if all(np.issubdtype(np.asarray(v).dtype, np.integer) for v in (estimate, expected)):
-            worst_err = int(worst_err)  # counts differ by an exact integer
+        worst_err = float(np.ravel(err)[worst])
+        counts = est_int and exp_int
         passed = bool(np.all(np.isfinite(est)) and np.all(excess <= 0))
+        ruled = [
+            {
+                "label": label,
+                "value": _json_number(alt, alt_int),
+                "excluded": bool(np.any(np.abs(est - alt) > atol + rtol * np.abs(alt))),
+            }
+            for label, (alt, alt_int) in alternatives.items()
+        ]
         evidence = {
-            "estimate": _json_number(est, estimate),
-            "expected": _json_number(exp, expected),
-            "error": worst_err,
+            "estimate": _json_number(est, est_int),
+            "expected": _json_number(exp, exp_int),
+            "error": int(worst_err) if counts else _stored_float(worst_err),
             "atol": float(atol),
             "rtol": float(rtol),
             "basis": basis,
+            "rules_out": ruled,
         }
-        claim = Claim(claim_id, statement, "numeric", passed, evidence)
-        return self._record(
-            claim,
-            f"estimate {_json_number(est)} vs expected {_json_number(exp)}: error {worst_err:.3g} "
-            f"exceeds the tolerance atol={atol:.3g}, rtol={rtol:.3g} ({basis})",
+        failure = (
+            f"estimate {_json_number(est, est_int)} vs expected {_json_number(exp, exp_int)}: "
+            f"error {worst_err:.3g} exceeds the tolerance atol={atol:.3g}, rtol={rtol:.3g} "
+            f"({basis})"
         )
+        claim = Claim(claim_id, statement, "numeric", passed, evidence)
+        return self._record(*_with_alternatives(claim, failure))
 
     def bound(
         self,
@@ -272,42 +465,67 @@ class Ledger:
         lower: float | None = None,
         upper: float | None = None,
         basis: str,
+        rules_out: Mapping[str, Any],
     ) -> Claim:
-        """Record that ``lower <= estimate <= upper`` (either side may be omitted).
+        """Record that ``lower <= estimate <= upper`` (element-wise; either side may be omitted).
 
-        For one-sided results: a distance below twice its noise floor, an error that shrinks, a
-        speed-up above a target. ``basis`` says where the threshold comes from.
+        For one-sided results: a distance below its two-sample critical value, an error that
+        shrinks, a speed-up above a target. ``basis`` says where the threshold comes from;
+        ``rules_out`` maps each plausible wrong answer's label to its value, and each must
+        violate the bound.
         """
         self._check_new(claim_id, statement)
-        est = _as_float_array(estimate, "estimate")
+        est, est_int = _real_array(estimate, "estimate")
         if lower is None and upper is None:
             raise ValueError("`lower` or `upper` must be given: a bound needs a side")
-        for name, value in (("lower", lower), ("upper", upper)):
-            if value is not None and math.isnan(float(value)):
-                raise ValueError(f"`{name}` must not be NaN")
-        if lower is not None and upper is not None and lower > upper:
+        sides = {
+            name: _finite_constant(value, name)
+            for name, value in (("lower", lower), ("upper", upper))
+            if value is not None
+        }
+        if "lower" in sides and "upper" in sides and sides["lower"] > sides["upper"]:
             raise ValueError(f"`lower` must be <= `upper`, got {lower} > {upper}")
-        if not isinstance(basis, str) or not basis.strip():
-            raise ValueError("`basis` must say where the threshold comes from")
-        ok = np.isfinite(est)
-        if lower is not None:
-            ok &= est >= lower
-        if upper is not None:
-            ok &= est <= upper
-        evidence = {"estimate": _json_number(est, estimate), "basis": basis}
-        for name, side in (("lower", lower), ("upper", upper)):
-            if side is not None:
-                evidence[name] = int(side) if isinstance(side, int | np.integer) else float(side)
-        claim = Claim(claim_id, statement, "numeric", bool(np.all(ok)), evidence)
-        return self._record(
-            claim, f"estimate {_json_number(est)} outside [{lower}, {upper}] ({basis})"
+        _check_text(basis, "basis", claim_id)
+        alternatives = {
+            label: _real_array(value, f"rules_out[{label!r}]")
+            for label, value in _check_rules_out(rules_out, claim_id, required=True).items()
+        }
+
+        def inside(values: np.ndarray) -> np.ndarray:
+            ok = np.isfinite(values)
+            if "lower" in sides:
+                ok &= values >= sides["lower"]
+            if "upper" in sides:
+                ok &= values <= sides["upper"]
+            return ok
+
+        ruled = [
+            {"label": label, "value": _json_number(alt, alt_int),
+             "excluded": bool(not np.all(inside(alt)))}
+            for label, (alt, alt_int) in alternatives.items()
+        ]
+        evidence: dict[str, Any] = {"estimate": _json_number(est, est_int), "basis": basis}
+        for name in ("lower", "upper"):
+            if name in sides:
+                value = lower if name == "lower" else upper
+                evidence[name] = int(value) if isinstance(value, int | np.integer) else sides[name]
+        evidence["rules_out"] = ruled
+        failure = (
+            f"estimate {_json_number(est, est_int)} outside [{lower}, {upper}] ({basis})"
         )
+        claim = Claim(claim_id, statement, "bound", bool(np.all(inside(est))), evidence)
+        return self._record(*_with_alternatives(claim, failure))
 
     # -- display -----------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        """The contract's metadata: ``{"kexue_nb": {"ledger": {"chapter", "claims"}}}``."""
+        """The contract's metadata: ``{"kexue_nb": {"ledger": {"chapter", "version",
+        "claims"}}}``."""
         claims = [c.to_json() for c in self._claims]
-        return {"kexue_nb": {"ledger": {"chapter": self.chapter, "claims": claims}}}
+        return {
+            "kexue_nb": {
+                "ledger": {"chapter": self.chapter, "version": LEDGER_VERSION, "claims": claims}
+            }
+        }
 
     def table(self) -> None:
         """Display the ledger (Markdown with math, plain text) carrying the contract metadata."""
@@ -320,60 +538,95 @@ class Ledger:
         display(data, raw=True, metadata=self.metadata())
 
 
+def _with_alternatives(claim: Claim, failure: str) -> tuple[Claim, str]:
+    """The claim, failed if it holds but an alternative it names also passes its test."""
+    kept = [r["label"] for r in claim.evidence.get("rules_out", []) if not r["excluded"]]
+    if claim.passed and kept:
+        failure = (
+            f"the check does not rule out {', '.join(map(repr, kept))}: that alternative passes "
+            "the same test, so the claim cannot tell it from the truth"
+        )
+        claim = Claim(claim.id, claim.statement, claim.kind, False, claim.evidence)
+    return claim, failure
+
+
 # -- rendering, shared with the verification page -----------------------------------------------
+def _shown(value: Any) -> str:
+    array = np.ravel(np.asarray(value, dtype=object))
+    return format_number(array[0]) if array.size == 1 else f"{array.size} values"
+
+
 def evidence_summary(claim: dict[str, Any]) -> str:
-    """A short, CPU-independent summary of a claim's evidence."""
+    """A short, CPU-independent summary of a claim's evidence (without what it rules out)."""
     ev = claim.get("evidence", {})
     if claim.get("kind") == "symbolic":
         return "difference simplifies to 0" if claim.get("passed") else "nonzero residual"
     if "expected" in ev:
-        est = np.ravel(np.asarray(ev["estimate"]))
-        exp = np.ravel(np.asarray(ev["expected"]))
-        shown = (
-            f"{format_number(est[0])} vs {format_number(exp[0])}"
-            if est.size == 1 and exp.size == 1
-            else f"{est.size} values"
-        )
+        est, exp = ev["estimate"], ev["expected"]
+        single = np.size(np.asarray(est, dtype=object)) == 1 == np.size(
+            np.asarray(exp, dtype=object))
+        shown = f"{_shown(est)} vs {_shown(exp)}" if single else _shown(est)
         tol = format_constant(ev["atol"], 2) if ev.get("atol") else ""
         if ev.get("rtol"):
             tol += ("+" if tol else "") + f"{format_constant(ev['rtol'], 2)}·rel"
         return f"{shown}; error {format_number(ev['error'], 2)} ≤ {tol}"
-    est = np.ravel(np.asarray(ev.get("estimate", np.nan)))
-    shown = format_number(est[0]) if est.size == 1 else f"{est.size} values"
     sides = []
     if "lower" in ev:
         sides.append(f"≥ {format_constant(ev['lower'])}")
     if "upper" in ev:
         sides.append(f"≤ {format_constant(ev['upper'])}")
-    return f"{shown} {' and '.join(sides)}"
+    return f"{_shown(ev.get('estimate', float('nan')))} {' and '.join(sides)}"
+
+
+def rules_out_summary(claim: dict[str, Any], values: bool = True) -> str:
+    """The alternatives the claim's test rejects, ``label (value); …`` (``""`` if it names none);
+    an alternative that passed the test too is marked ``NOT EXCLUDED``."""
+    parts = []
+    for alt in claim.get("evidence", {}).get("rules_out", []):
+        mark = "" if alt.get("excluded") else " NOT EXCLUDED"
+        shown = "" if not values or isinstance(alt["value"], str) else f" ({_shown(alt['value'])})"
+        parts.append(f"{alt['label']}{shown}{mark}")
+    return "; ".join(parts)
+
+
+def _summary_line(claims: list[dict[str, Any]]) -> str:
+    passed = sum(bool(c.get("passed")) for c in claims)
+    naming = sum(bool(c.get("evidence", {}).get("rules_out")) for c in claims)
+    return f"{passed}/{len(claims)} claims passed; {naming} name what they rule out"
 
 
 def ledger_markdown(claims: Iterable[dict[str, Any]]) -> str:
-    """The ledger as a Markdown table (statements keep their ``$…$`` math)."""
-    rows = [
-        "| # | claim | statement | kind | evidence | basis | ok |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    """The ledger as one block per claim, readable at any width: a header line (number, id,
+    kind, verdict), the statement at full width, then the evidence with its basis and what the
+    check rules out. Statements keep their ``$…$`` math."""
+    claims = list(claims)
+    blocks = [f"**Ledger:** {_summary_line(claims)}."]
     for i, c in enumerate(claims, 1):
+        mark = "✓" if c.get("passed") else "✗ failed"
         basis = c.get("evidence", {}).get("basis", "exact")
-        mark = "✓" if c.get("passed") else "✗"
-        rows.append(
-            f"| {i} | `{c['id']}` | {c['statement']} | {c['kind']} | "
-            f"{evidence_summary(c)} | {basis} | {mark} |"
-        )
-    return "\n".join(rows)
+        lines = [
+            f"**{i}.** `{c['id']}` · {c['kind']} · {mark}",
+            c["statement"],
+            f"*Evidence:* {evidence_summary(c)} ({basis})",
+        ]
+        ruled = rules_out_summary(c)
+        if ruled:
+            lines.append(f"*Rules out:* {ruled}")
+        blocks.append("\\\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def ledger_plain(claims: Iterable[dict[str, Any]]) -> str:
-    """The ledger as fixed-width text: one line per claim."""
+    """The ledger as fixed-width text: one line per claim, and what each rules out."""
     claims = list(claims)
     width = max((len(c["id"]) for c in claims), default=2)
     lines = [f"{'id':<{width}}  kind      ok  evidence"]
     for c in claims:
         mark = "yes" if c.get("passed") else "NO"
-        lines.append(f"{c['id']:<{width}}  {c['kind']:<8}  {mark:<3} {evidence_summary(c)}")
-    passed = sum(bool(c.get("passed")) for c in claims)
-    lines.append(f"{passed}/{len(claims)} claims passed")
+        line = f"{c['id']:<{width}}  {c['kind']:<8}  {mark:<3} {evidence_summary(c)}"
+        ruled = rules_out_summary(c, values=False)
+        lines.append(line + (f"; rules out: {ruled}" if ruled else ""))
+    lines.append(_summary_line(claims))
     return "\n".join(lines)
 
 

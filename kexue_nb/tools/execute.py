@@ -56,9 +56,10 @@ class Execution(NamedTuple):
     cell_seconds: dict[int, float]
 
 
-def execute_notebook(path: Path, timeout: int = 900) -> Execution:
-    """Execute ``path`` in place; return how long it and each of its code cells took."""
-    notebook = nbformat.read(path, as_version=4)
+def run_notebook(notebook: nbformat.NotebookNode, folder: Path, timeout: int = 900) -> Execution:
+    """Execute ``notebook`` in a fresh kernel, in ``folder``, as the book's chapters run
+    (``PYTHONHASHSEED=0``, one math-library thread); its outputs are filled in place.
+    A failing cell raises nbclient's ``CellExecutionError``."""
     started: dict[int, float] = {}
     cell_seconds: dict[int, float] = {}
 
@@ -72,7 +73,7 @@ def execute_notebook(path: Path, timeout: int = 900) -> Execution:
         notebook,
         timeout=timeout,
         kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
+        resources={"metadata": {"path": str(folder)}},
         record_timing=False,
         on_cell_execute=start,
         on_cell_executed=stop,
@@ -89,9 +90,15 @@ def execute_notebook(path: Path, timeout: int = 900) -> Execution:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    elapsed = time.perf_counter() - begin
+    return Execution(time.perf_counter() - begin, cell_seconds)
+
+
+def execute_notebook(path: Path, timeout: int = 900) -> Execution:
+    """Execute ``path`` in place; return how long it and each of its code cells took."""
+    notebook = nbformat.read(path, as_version=4)
+    run = run_notebook(notebook, path.parent, timeout)
     nbformat.write(notebook, path)
-    return Execution(elapsed, cell_seconds)
+    return run
 
 
 def _first_line(path: Path, index: int) -> str:
