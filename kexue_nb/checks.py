@@ -233,11 +233,12 @@ def _check_rules_out(rules_out: Any, claim_id: str, required: bool) -> dict[str,
 
 
 # -- storage -------------------------------------------------------------------------------------
-def _stored_float(x: float) -> float:
-    """``x`` rounded to :data:`STORED_DIGITS` significant figures; round-off stored as 0."""
+def _stored_float(x: float, computed: bool = True) -> float:
+    """``x`` rounded to :data:`STORED_DIGITS` significant figures; a ``computed`` value below
+    :data:`PRINT_FLOOR` (round-off) is stored as 0, a stated constant is kept."""
     if not math.isfinite(x):
         return x
-    if abs(x) < PRINT_FLOOR:
+    if computed and abs(x) < PRINT_FLOOR:
         return 0.0
     return float(f"{x:.{STORED_DIGITS}g}")
 
@@ -419,7 +420,7 @@ class Ledger:
         try:
             err = np.abs(est - exp)
             allowed = atol + rtol * np.abs(exp)
-            for label, (alt, _) in alternatives.items():
+            for alt, _ in alternatives.values():
                 np.broadcast_shapes(est.shape, alt.shape)
         except ValueError as exc:
             raise ValueError(
@@ -443,8 +444,8 @@ class Ledger:
             "estimate": _json_number(est, est_int),
             "expected": _json_number(exp, exp_int),
             "error": int(worst_err) if counts else _stored_float(worst_err),
-            "atol": float(atol),
-            "rtol": float(rtol),
+            "atol": _stored_float(atol, computed=False),
+            "rtol": _stored_float(rtol, computed=False),
             "basis": basis,
             "rules_out": ruled,
         }

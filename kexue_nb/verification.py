@@ -10,57 +10,62 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kexue_nb.checks import collect_ledgers, evidence_summary
+from kexue_nb.checks import collect_ledgers, ledger_markdown
 
 __all__ = ["claims_markdown", "show_verification", "summary_markdown", "summary_plain"]
 
 
-def _counts(ledger: dict[str, Any]) -> tuple[int, int, int, int]:
+KINDS = ("symbolic", "numeric", "bound")
+
+
+def _counts(ledger: dict[str, Any]) -> tuple[int, ...]:
+    """claims, symbolic, numeric, bound, naming alternatives, alternatives, passing."""
     claims = ledger["claims"]
-    symbolic = sum(c["kind"] == "symbolic" for c in claims)
+    kinds = [sum(c["kind"] == kind for c in claims) for kind in KINDS]
+    ruled = [c.get("evidence", {}).get("rules_out", []) for c in claims]
+    naming = sum(bool(r) for r in ruled)
     passed = sum(bool(c.get("passed")) for c in claims)
-    return len(claims), symbolic, len(claims) - symbolic, passed
+    return (len(claims), *kinds, naming, sum(map(len, ruled)), passed)
+
+
+def _sentence(counts: tuple[int, ...]) -> str:
+    claims, symbolic, numeric, bound, naming, alternatives, passed = counts
+    return (f"{claims} claims ({symbolic} symbolic, {numeric} numeric, {bound} bound); "
+            f"{naming} name {alternatives} alternatives they rule out; {passed} pass")
 
 
 def summary_markdown(ledgers: list[dict[str, Any]]) -> str:
-    """One row per chapter (claims, symbolic, numeric, passing) and a total row."""
-    rows = [
-        "| chapter | notebook | claims | symbolic | numeric | passing |",
-        "|---|---|---|---|---|---|",
-    ]
-    totals = [0, 0, 0, 0]
+    """One line per chapter (claims by kind, how many name alternatives and how many
+    alternatives they exclude, how many pass) and the total, as a list that reads at any
+    width."""
+    rows = []
+    totals = [0] * 7
     for ledger in ledgers:
         counts = _counts(ledger)
         totals = [a + b for a, b in zip(totals, counts, strict=True)]
-        rows.append(
-            f"| {ledger['chapter']} | `{ledger['notebook']}` | "
-            + " | ".join(map(str, counts))
-            + " |"
-        )
-    rows.append("| **total** | | " + " | ".join(f"**{n}**" for n in totals) + " |")
+        rows.append(f"- **{ledger['chapter']}**: {_sentence(counts)}.")
+    rows.append(f"- **total**: {_sentence(tuple(totals))}.")
     return "\n".join(rows)
 
 
 def summary_plain(ledgers: list[dict[str, Any]]) -> str:
     width = max((len(ledger["chapter"]) for ledger in ledgers), default=7)
-    lines = [f"{'chapter':<{width}}  claims  symbolic  numeric  passing"]
+    short = ("claims", "symbolic", "numeric", "bound", "naming", "alts", "passing")
+    lines = [f"{'chapter':<{width}}  " + "  ".join(f"{h:>8}" for h in short)]
     for ledger in ledgers:
-        n, s, m, p = _counts(ledger)
-        lines.append(f"{ledger['chapter']:<{width}}  {n:>6}  {s:>8}  {m:>7}  {p:>7}")
+        lines.append(f"{ledger['chapter']:<{width}}  "
+                     + "  ".join(f"{n:>8}" for n in _counts(ledger)))
     return "\n".join(lines)
 
 
 def claims_markdown(ledgers: list[dict[str, Any]]) -> str:
-    """Every claim of the book: chapter, id, statement, kind, evidence in short."""
-    rows = ["| chapter | claim | statement | kind | evidence | ok |", "|---|---|---|---|---|---|"]
+    """Every claim of the book, one block per claim under a heading per chapter, so the page
+    reads without sideways scrolling at any width."""
+    parts = []
     for ledger in ledgers:
-        for c in ledger["claims"]:
-            mark = "✓" if c.get("passed") else "✗"
-            rows.append(
-                f"| {ledger['chapter']} | `{c['id']}` | {c['statement']} | {c['kind']} | "
-                f"{evidence_summary(c)} | {mark} |"
-            )
-    return "\n".join(rows)
+        parts.append(f"**{ledger['chapter']}** (`{ledger['notebook']}`)")
+        parts.append(ledger_markdown(ledger["claims"]))
+    return "\n\n".join(parts)
 
 
 def show_verification(root: str | Path = ".") -> list[dict[str, Any]]:

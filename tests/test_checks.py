@@ -1,4 +1,5 @@
-"""The claim ledger: what passes, what fails, and what is rejected as malformed."""
+"""The claim ledger (contract version 2): what passes, what fails, what each claim rules out,
+and what is refused as malformed, loopholes included."""
 
 import json
 
@@ -8,17 +9,22 @@ import sympy as sp
 import torch
 
 from kexue_nb.checks import (
+    LEDGER_VERSION,
     ClaimFailed,
     Ledger,
     collect_ledgers,
     evidence_summary,
+    format_constant,
     format_number,
     ledger_markdown,
     ledger_plain,
     read_ledger,
+    rules_out_summary,
 )
 
 x, y = sp.symbols("x y", real=True)
+#: A stand-in alternative for tests about something else: far from every expected value used.
+FAR = {"a value far away": 1e6}
 
 
 @pytest.fixture
@@ -26,12 +32,13 @@ def ledger():
     return Ledger("test-chapter")
 
 
+# -- symbolic ------------------------------------------------------------------------------------
 def test_symbolic_identity_passes_and_records_latex(ledger):
     claim = ledger.symbolic(
         "pythagoras", r"$\sin^2 x+\cos^2 x=1$", sp.sin(x) ** 2 + sp.cos(x) ** 2, 1
     )
     assert claim.passed and claim.kind == "symbolic"
-    assert claim.evidence["residual"] == "0"
+    assert claim.evidence["residual"] == "0" and claim.evidence["basis"] == "exact"
     assert claim.evidence["lhs"] == sp.latex(sp.sin(x) ** 2 + sp.cos(x) ** 2)
 
 
@@ -48,54 +55,111 @@ def test_symbolic_matrix_elementwise(ledger):
         ledger.symbolic("matrix-bad", "$A = I$", a, sp.eye(2))
 
 
-def test_symbolic_custom_simplifier(ledger):
-    expr = sp.log(x * y) - sp.log(x) - sp.log(y)
+def test_symbolic_rules_out_rival_forms(ledger):
+    t = sp.symbols("t", positive=True)
+    derived = sp.integrate(sp.exp(-t * x), (x, 0, sp.oo))
+    claim = ledger.symbolic("laplace", "Laplace transform of 1", derived, 1 / t,
+                            rules_out={"sign slip": -1 / t, "missing 1/t": 1})
+    assert [r["excluded"] for r in claim.evidence["rules_out"]] == [True, True]
+    assert claim.evidence["rules_out"][0]["value"] == sp.latex(-1 / t)
+    with pytest.raises(ClaimFailed, match="does not rule out 'same form'"):
+        ledger.symbolic("laplace-2", "same", derived, 1 / t, rules_out={"same form": 1 / t})
+
+
+def test_symbolic_sound_rules_need_declared_assumptions(ledger):
+    p, q = sp.symbols("p q", positive=True)
+    assert ledger.symbolic("log-pos", "log rule", sp.log(p * q), sp.log(p) + sp.log(q)).passed
+    z, w = sp.symbols("z w")  # unrestricted: log(zw) = log z + log w is false for z = w = -1
     with pytest.raises(ClaimFailed):
-        Ledger("other").symbolic("log", "log", expr, 0, simplify=lambda e: e)
-    positive = sp.symbols("p q", positive=True)
-    expr = sp.log(positive[0] * positive[1]) - sp.log(positive[0]) - sp.log(positive[1])
-    assert ledger.symbolic("log", "log rule", expr, 0, simplify=sp.expand_log).passed
+        ledger.symbolic("log-any", "log rule", sp.log(z * w), sp.log(z) + sp.log(w))
 
 
-def test_numeric_within_tolerance(ledger):
-    claim = ledger.numeric("mc", "mean", 0.503, 0.5, atol=0.004, basis="4 standard errors")
+def test_symbolic_custom_simplifier_is_gone(ledger):
+    with pytest.raises(TypeError):
+        ledger.symbolic("any", "anything", x, x + 1, simplify=lambda e: 0)
+
+
+def test_symbolic_refuses_floats(ledger):
+    with pytest.raises(ValueError, match="`lhs` contains a floating-point number"):
+        ledger.symbolic("float", "1 + 1e-20 = 1", 1 + sp.Float(1e-20), 1)
+    with pytest.raises(ValueError, match="`rhs` contains a floating-point number"):
+        ledger.symbolic("float", "x = 0.5 x", x, sp.Float(0.5) * 2 * x)
+    assert len(ledger) == 0
+
+
+def test_symbolic_erf_rewrite_is_tried(ledger):
+    phi = (1 + sp.erf(x / sp.sqrt(2))) / 2
+    assert ledger.symbolic("phi", "Phi", 1 - sp.erfc(x / sp.sqrt(2)) / 2, phi).passed
+
+
+# -- numeric -------------------------------------------------------------------------------------
+def test_numeric_within_tolerance_excludes_alternatives(ledger):
+    claim = ledger.numeric("mc", "mean", 0.503, 0.5, atol=0.004, basis="4 standard errors",
+                           rules_out={"σ_t = β_t": 0.52})
     assert claim.passed
     assert claim.evidence == {
         "estimate": 0.503,
         "expected": 0.5,
-        "error": pytest.approx(0.003),
+        "error": 0.003,
         "atol": 0.004,
         "rtol": 0.0,
         "basis": "4 standard errors",
+        "rules_out": [{"label": "σ_t = β_t", "value": 0.52, "excluded": True}],
     }
+
+
+def test_numeric_alternative_within_tolerance_fails_the_claim(ledger):
+    with pytest.raises(ClaimFailed, match="does not rule out 'off by one in t'"):
+        ledger.numeric("weak", "mean", 0.503, 0.5, atol=0.004, basis="b",
+                       rules_out={"other": 0.6, "off by one in t": 0.505})
+    claim = ledger.claims[-1]
+    assert not claim.passed
+    assert [r["excluded"] for r in claim.evidence["rules_out"]] == [True, False]
+    assert "NOT EXCLUDED" in rules_out_summary(claim.to_json())
+
+
+def test_numeric_alternative_uses_the_claims_relative_test(ledger):
+    # 1 % of the alternative 103 is 1.03 > |100.5 - 103|? no: 2.5 > 1.03, so it is excluded
+    claim = ledger.numeric("rel", "rel", 100.5, 100.0, rtol=0.01, basis="1 %",
+                           rules_out={"bug": 103.0})
+    assert claim.evidence["rules_out"][0]["excluded"]
+    with pytest.raises(ClaimFailed):
+        ledger.numeric("rel-2", "rel", 100.5, 100.0, rtol=0.01, basis="1 %",
+                       rules_out={"bug": 101.0})
+
+
+def test_numeric_array_alternative_rejected_if_any_entry_fails(ledger):
+    est = np.array([1.0, 2.0, 3.0])
+    claim = ledger.numeric("arr", "a", est, est, atol=1e-9, basis="b",
+                           rules_out={"last entry wrong": [1.0, 2.0, 3.5]})
+    assert claim.passed and claim.evidence["rules_out"][0]["value"] == [1.0, 2.0, 3.5]
 
 
 def test_numeric_relative_tolerance_and_arrays(ledger):
     est = np.array([100.0, 201.0])
-    assert ledger.numeric("rel", "rel", est, [100.0, 200.0], rtol=0.01, basis="1%").passed
+    assert ledger.numeric("rel", "rel", est, [100.0, 200.0], rtol=0.01, basis="1%",
+                          rules_out=FAR).passed
     with pytest.raises(ClaimFailed, match="error 2 exceeds"):
-        ledger.numeric("rel-bad", "rel", [100.0, 202.0], [100.0, 200.0], rtol=0.005, basis="0.5%")
+        ledger.numeric("rel-bad", "rel", [100.0, 202.0], [100.0, 200.0], rtol=0.005,
+                       basis="0.5%", rules_out=FAR)
 
 
 def test_numeric_accepts_torch_tensors(ledger):
-    assert ledger.numeric("torch", "t", torch.tensor(1.0), 1.0, atol=1e-9, basis="exact").passed
+    assert ledger.numeric("torch", "t", torch.tensor(1.0), 1.0, atol=1e-9, basis="exact",
+                          rules_out=FAR).passed
+    half = torch.tensor([1.0, 2.0], dtype=torch.bfloat16)
+    assert ledger.numeric("bf16", "t", half, [1.0, 2.0], atol=1e-9, basis="exact",
+                          rules_out=FAR).passed
 
 
 def test_numeric_failure_message_has_all_three(ledger):
     with pytest.raises(ClaimFailed, match=r"estimate 1\.5 vs expected 1\.0: error 0\.5.*atol=0\.1"):
-        ledger.numeric("far", "far", 1.5, 1.0, atol=0.1, basis="b")
+        ledger.numeric("far", "far", 1.5, 1.0, atol=0.1, basis="b", rules_out=FAR)
 
 
 def test_numeric_infinite_estimate_fails(ledger):
     with pytest.raises(ClaimFailed):
-        ledger.numeric("inf", "inf", np.inf, 1.0, atol=1.0, basis="b")
-
-
-def test_bound_sides(ledger):
-    assert ledger.bound("speed", "fast", 6.0, lower=5.0, basis="target").passed
-    assert ledger.bound("inside", "in", 0.5, lower=0.0, upper=1.0, basis="range").passed
-    with pytest.raises(ClaimFailed, match=r"outside \[None, 1\.0\]"):
-        ledger.bound("above", "a", 1.5, upper=1.0, basis="b")
+        ledger.numeric("inf", "inf", np.inf, 1.0, atol=1.0, basis="b", rules_out=FAR)
 
 
 @pytest.mark.parametrize(
@@ -103,19 +167,63 @@ def test_bound_sides(ledger):
     [
         ({"estimate": float("nan")}, "`estimate` must not be NaN"),
         ({"expected": float("nan")}, "`expected` must not be NaN"),
-        ({"atol": -1.0}, "`atol` must be a finite number >= 0"),
-        ({"rtol": -0.1}, "`rtol` must be a finite number >= 0"),
+        ({"atol": -1.0}, "`atol` and `rtol` must be >= 0"),
+        ({"rtol": -0.1}, "`atol` and `rtol` must be >= 0"),
+        ({"atol": float("inf")}, "`atol` must be a finite real number"),
         ({"atol": 0.0}, "`atol` or `rtol` must be positive"),
-        ({"basis": " "}, "`basis` must say"),
-        ({"estimate": "abc"}, "`estimate` must be a real number"),
-        ({"estimate": [1.0, 2.0, 3.0], "expected": [1.0, 2.0]}, "do not broadcast"),
+        ({"basis": " "}, "`basis` of claim 'c' must be a non-empty string"),
+        ({"estimate": "abc"}, "`estimate` must be a real number or array"),
+        ({"estimate": None}, "`estimate` must be a real number or array"),
+        ({"estimate": [1.0, 2.0, 3.0], "expected": [1.0, 2.0]}, "must broadcast together"),
+        ({"rules_out": {"bad shape": [1.0, 2.0]}, "estimate": [1.0, 2.0, 3.0],
+          "expected": 1.0}, "must broadcast together"),
+        ({"rules_out": {}}, "`rules_out` of claim 'c' must name at least one alternative"),
+        ({"rules_out": None}, "`rules_out` of claim 'c' must name at least one alternative"),
+        ({"rules_out": [2.0]}, "`rules_out` of claim 'c' must map each alternative's label"),
+        ({"rules_out": {"": 2.0}}, "`rules_out label` of claim 'c' must be a non-empty"),
+        ({"rules_out": {"a|b": 2.0}}, "must be one line without"),
+        ({"rules_out": {"nan": float("nan")}}, r"`rules_out\['nan'\]` must not be NaN"),
+        # loopholes: complex input, empty estimates, integers beyond float64's exact range
+        ({"estimate": np.array([1.0 + 0.5j])}, "`estimate` must be real, got complex"),
+        ({"expected": 1 + 0j}, "`expected` must be real, got complex"),
+        ({"estimate": torch.tensor([1.0 + 0j])}, "`estimate` must be real, got a complex tensor"),
+        ({"estimate": []}, "`estimate` must not be empty"),
+        ({"estimate": np.zeros((0, 3))}, "`estimate` must not be empty"),
+        ({"estimate": 2**53 + 1, "expected": 2**53 + 1}, "integer beyond 2\\*\\*53"),
+        ({"estimate": 2**70}, "integer beyond 2\\*\\*53"),
+        ({"estimate": sp.Integer(1)}, "not a SymPy expression"),
     ],
 )
 def test_numeric_bad_input(ledger, kwargs, match):
-    args = {"estimate": 1.0, "expected": 1.0, "atol": 0.1, "basis": "b", **kwargs}
+    args = {"estimate": 1.0, "expected": 1.0, "atol": 0.1, "basis": "b", "rules_out": FAR,
+            **kwargs}
     with pytest.raises(ValueError, match=match):
         ledger.numeric("c", "s", **args)
     assert len(ledger) == 0
+
+
+def test_integers_within_float_range_stay_exact(ledger):
+    claim = ledger.numeric("big", "big count", 2**53, 2**53, atol=0.5, basis="exact count",
+                           rules_out={"off by one": 2**53 - 2})
+    assert claim.evidence["estimate"] == 2**53 and isinstance(claim.evidence["estimate"], int)
+
+
+# -- bound ---------------------------------------------------------------------------------------
+def test_bound_sides_and_kind(ledger):
+    claim = ledger.bound("speed", "fast", 6.0, lower=5.0, basis="target",
+                         rules_out={"the peer": 1.7})
+    assert claim.passed and claim.kind == "bound"
+    assert claim.evidence["rules_out"] == [{"label": "the peer", "value": 1.7, "excluded": True}]
+    assert ledger.bound("inside", "in", 0.5, lower=0.0, upper=1.0, basis="range",
+                        rules_out={"below": -0.5, "above": 2.0}).passed
+    with pytest.raises(ClaimFailed, match=r"outside \[None, 1\.0\]"):
+        ledger.bound("above", "a", 1.5, upper=1.0, basis="b", rules_out={"x": 2.0})
+
+
+def test_bound_alternative_inside_fails_the_claim(ledger):
+    with pytest.raises(ClaimFailed, match="does not rule out 'untrained network'"):
+        ledger.bound("quality", "q", 0.1, upper=1.0, basis="95 % quantile",
+                     rules_out={"untrained network": 0.9})
 
 
 @pytest.mark.parametrize(
@@ -123,14 +231,19 @@ def test_numeric_bad_input(ledger, kwargs, match):
     [
         ({}, "`lower` or `upper` must be given"),
         ({"lower": 2.0, "upper": 1.0}, "`lower` must be <= `upper`"),
-        ({"lower": float("nan")}, "`lower` must not be NaN"),
-        ({"upper": 1.0, "basis": ""}, "`basis` must say"),
+        ({"lower": float("nan")}, "`lower` must be a finite real number"),
+        ({"upper": float("inf")}, "`upper` must be a finite real number"),
+        ({"lower": -float("inf")}, "`lower` must be a finite real number"),
+        ({"upper": 1j}, "`upper` must be a finite real number"),
+        ({"upper": 1.0, "basis": ""}, "`basis` of claim 'c' must be a non-empty string"),
+        ({"upper": 1.0, "rules_out": {}}, "must name at least one alternative"),
     ],
 )
 def test_bound_bad_input(ledger, kwargs, match):
-    args = {"basis": "b", **kwargs}
+    args = {"basis": "b", "rules_out": {"x": 5.0}, **kwargs}
     with pytest.raises(ValueError, match=match):
         ledger.bound("c", "s", 1.0, **args)
+    assert len(ledger) == 0
 
 
 @pytest.mark.parametrize(
@@ -145,9 +258,9 @@ def test_bound_bad_input(ledger, kwargs, match):
     ],
 )
 def test_malformed_claims_rejected(ledger, claim_id, statement, match):
-    ledger.numeric("dup", "first", 1.0, 1.0, atol=1e-9, basis="b")
+    ledger.numeric("dup", "first", 1.0, 1.0, atol=1e-9, basis="b", rules_out=FAR)
     with pytest.raises(ValueError, match=match):
-        ledger.numeric(claim_id, statement, 1.0, 1.0, atol=1e-9, basis="b")
+        ledger.numeric(claim_id, statement, 1.0, 1.0, atol=1e-9, basis="b", rules_out=FAR)
 
 
 def test_chapter_name_validated():
@@ -155,31 +268,49 @@ def test_chapter_name_validated():
         Ledger("Entropy Normalization")
 
 
+# -- storage and display -------------------------------------------------------------------------
 def test_metadata_matches_contract(ledger):
     ledger.symbolic("s", "sym", x, x)
-    ledger.numeric("n", "num", 1.0, 1.0, atol=0.1, basis="b")
+    ledger.numeric("n", "num", 1.0, 1.0, atol=0.1, basis="b", rules_out={"double": 2.0})
+    ledger.bound("b", "bnd", 1.0, upper=1.5, basis="b", rules_out={"double": 2.0})
     meta = ledger.metadata()
     assert set(meta) == {"kexue_nb"} and set(meta["kexue_nb"]) == {"ledger"}
     body = meta["kexue_nb"]["ledger"]
-    assert body["chapter"] == "test-chapter"
-    assert [c["id"] for c in body["claims"]] == ["s", "n"]
+    assert body["chapter"] == "test-chapter" and body["version"] == LEDGER_VERSION == 2
+    assert [c["kind"] for c in body["claims"]] == ["symbolic", "numeric", "bound"]
     for c in body["claims"]:
         assert set(c) == {"id", "statement", "kind", "passed", "evidence"}
-        assert c["kind"] in {"symbolic", "numeric"} and c["passed"] is True
+        assert c["passed"] is True and "basis" in c["evidence"]
+    for c in body["claims"][1:]:
+        assert c["evidence"]["rules_out"] == [{"label": "double", "value": 2.0, "excluded": True}]
     json.dumps(meta)  # JSON-serialisable as the contract requires
 
 
-def test_table_displays_markdown_plain_and_metadata(ledger, monkeypatch):
+def test_stored_floats_are_rounded_and_round_off_is_zero(ledger):
+    claim = ledger.numeric("r", "r", 0.1 + 0.2, 0.3, atol=1e-12, basis="round-off",
+                           rules_out={"0.1 + 0.2 in float32": float(np.float32(0.1) +
+                                                                   np.float32(0.2)) + 1e-6})
+    assert claim.evidence["estimate"] == 0.3 and claim.evidence["error"] == 0.0
+    claim = ledger.numeric("r2", "r", 1 / 3, 1 / 3, atol=1e-12, basis="b", rules_out=FAR)
+    assert claim.evidence["estimate"] == 0.333333
+
+
+def test_table_displays_blocks_plain_and_metadata(ledger, monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append((a, k)))
     with pytest.raises(ValueError, match="ledger is empty"):
         ledger.table()
-    ledger.numeric("n", "num $x$", 1.0, 1.0, atol=0.1, basis="b")
+    ledger.numeric("n", "num $x$", 1.0, 1.0, atol=0.1, basis="b", rules_out={"double": 2.0})
     ledger.table()
     (data,), kwargs = shown[0]
     assert kwargs["raw"] is True and kwargs["metadata"] == ledger.metadata()
-    assert "| 1 | `n` | num $x$ | numeric |" in data["text/markdown"]
-    assert data["text/plain"].endswith("1/1 claims passed")
+    assert data["text/markdown"] == (
+        "**Ledger:** 1/1 claims passed; 1 name what they rule out.\n\n"
+        "**1.** `n` · numeric · ✓\\\nnum $x$\\\n*Evidence:* 1 vs 1; error ≈0 ≤ 0.1 (b)\\\n"
+        "*Rules out:* double (2)"
+    )
+    assert data["text/plain"].endswith("1/1 claims passed; 1 name what they rule out")
+    assert "|" not in data["text/markdown"]  # blocks, not a table: readable at any width
 
 
 def test_format_number_is_robust():
@@ -198,14 +329,14 @@ def test_evidence_summary_forms():
         "evidence": {"estimate": 0.5, "expected": 0.5, "error": 1e-17, "atol": 1e-10, "rtol": 0.0},
     }
     assert evidence_summary(numeric) == "0.5 vs 0.5; error ≈0 ≤ 1e-10"
-    bound = {"kind": "numeric", "evidence": {"estimate": 6.0, "lower": 5.0}}
+    bound = {"kind": "bound", "evidence": {"estimate": 6.0, "lower": 5.0}}
     assert evidence_summary(bound) == "6 ≥ 5"
 
 
-def test_render_plain_and_markdown_rows():
+def test_render_plain_and_markdown():
     claims = [{"id": "a", "statement": "s", "kind": "symbolic", "passed": True, "evidence": {}}]
-    assert ledger_markdown(claims).splitlines()[2].startswith("| 1 | `a` | s | symbolic |")
-    assert ledger_plain(claims).splitlines()[-1] == "1/1 claims passed"
+    assert ledger_markdown(claims).splitlines()[2] == "**1.** `a` · symbolic · ✓\\"
+    assert ledger_plain(claims).splitlines()[-1] == "1/1 claims passed; 0 name what they rule out"
 
 
 def _notebook(outputs_metadata):
@@ -222,7 +353,7 @@ def _notebook(outputs_metadata):
 
 
 def test_read_and_collect_ledgers(tmp_path, ledger):
-    ledger.numeric("n", "num", 1.0, 1.0, atol=0.1, basis="b")
+    ledger.numeric("n", "num", 1.0, 1.0, atol=0.1, basis="b", rules_out=FAR)
     (tmp_path / "part").mkdir()
     (tmp_path / "part" / "test-chapter.ipynb").write_text(
         json.dumps(_notebook([{}, ledger.metadata()]))
@@ -237,24 +368,29 @@ def test_read_and_collect_ledgers(tmp_path, ledger):
 
 
 def test_claim_repr_is_one_robust_line(ledger):
-    claim = ledger.numeric("mc", "mean", 0.5 + 1e-13, 0.5, atol=0.004, basis="b")
-    assert repr(claim) == "✓ numeric 'mc': 0.5 vs 0.5; error ≈0 ≤ 0.004"
+    claim = ledger.numeric("mc", "mean", 0.5 + 1e-13, 0.5, atol=0.004, basis="b",
+                           rules_out={"σ_t = β_t": 0.52})
+    assert repr(claim) == (
+        "✓ numeric 'mc': 0.5 vs 0.5; error ≈0 ≤ 0.004; rules out: σ_t = β_t (0.52)"
+    )
     assert repr(ledger.symbolic("s", "s", x, x)) == "✓ symbolic 's': difference simplifies to 0"
 
 
 def test_counts_stay_exact_integers(ledger):
-    claim = ledger.numeric("misses", "rows that miss", 0, 0, atol=0.5, basis="exact count")
+    claim = ledger.numeric("misses", "rows that miss", 0, 0, atol=0.5, basis="exact count",
+                           rules_out={"one row lost": 1})
     assert claim.evidence["estimate"] == 0 and isinstance(claim.evidence["estimate"], int)
-    assert repr(claim) == "✓ numeric 'misses': 0 vs 0; error 0 ≤ 0.5"
-    bound = ledger.bound("few", "few misses", np.int64(2), upper=3, basis="count")
-    assert repr(bound) == "✓ numeric 'few': 2 ≤ 3"
+    assert repr(claim) == "✓ numeric 'misses': 0 vs 0; error 0 ≤ 0.5; rules out: one row lost (1)"
+    bound = ledger.bound("few", "few misses", np.int64(2), upper=3, basis="count",
+                         rules_out={"all missed": 10})
+    assert repr(bound) == "✓ bound 'few': 2 ≤ 3; rules out: all missed (10)"
     assert format_number(0) == "0" and format_number(0.0) == "≈0"
 
 
 def test_stated_constants_print_as_typed(ledger):
-    from kexue_nb.checks import format_constant
-
     assert format_constant(1e-12) == "1e-12" and format_constant(0.0) == "0"
-    claim = ledger.numeric("tiny", "tiny", 1.0, 1.0, atol=1e-12, basis="round-off")
-    assert repr(claim) == "✓ numeric 'tiny': 1 vs 1; error ≈0 ≤ 1e-12"
-    assert repr(ledger.bound("pos", "p", 0.5, lower=0.0, basis="b")) == "✓ numeric 'pos': 0.5 ≥ 0"
+    claim = ledger.numeric("tiny", "tiny", 1.0, 1.0, atol=1e-12, basis="round-off",
+                           rules_out=FAR)
+    assert repr(claim).startswith("✓ numeric 'tiny': 1 vs 1; error ≈0 ≤ 1e-12")
+    assert repr(ledger.bound("pos", "p", 0.5, lower=0.0, basis="b",
+                             rules_out={"negative": -1.0})).startswith("✓ bound 'pos': 0.5 ≥ 0")

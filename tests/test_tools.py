@@ -26,7 +26,8 @@ def _write_chapter(path, cells):
 CHAPTER_CELLS = [
     "import numpy as np\nfrom kexue_nb.checks import Ledger\nledger = Ledger('chap')",
     "x = np.random.default_rng(0).normal(size=1000).mean()\n"
-    "ledger.numeric('mean', 'sample mean', x, 0.0, atol=4 / 1000**0.5, basis='4 se')\n"
+    "ledger.numeric('mean', 'sample mean', x, 0.0, atol=4 / 1000**0.5, basis='4 se',\n"
+    "               rules_out={'mean of the squares': 1.0})\n"
     "print(f'{x:.3f}')",
     "ledger.table()",
 ]
@@ -89,16 +90,33 @@ def test_check_executed_finds_each_problem(tmp_path, executed_chapter):
     code[1]["outputs"].append(
         {"output_type": "error", "ename": "ZeroDivisionError", "evalue": "", "traceback": []}
     )
-    code[2]["outputs"][0]["metadata"]["kexue_nb"]["ledger"]["claims"][0]["passed"] = False
+    claim = code[2]["outputs"][0]["metadata"]["kexue_nb"]["ledger"]["claims"][0]
+    claim["passed"] = False
+    claim["evidence"]["rules_out"][0]["excluded"] = False
     broken = tmp_path / "other.ipynb"
     broken.write_text(json.dumps(data))
     assert check_executed.problems_in(broken) == [
         "execution counts [7, 2, 3] are not one top-to-bottom run",
         "1 error output(s): ZeroDivisionError",
         "failing claims ['mean']",
+        "claims whose alternatives are not all excluded: ['mean']",
         "ledger chapter 'chap' is not the stem 'other'",
     ]
     assert check_executed.main([str(tmp_path)]) == 1
+
+
+def test_check_executed_enforces_contract_version_2(tmp_path, executed_chapter):
+    data = json.loads(executed_chapter[0].read_text())
+    ledger = [c for c in data["cells"] if c["cell_type"] == "code"][2]["outputs"][0]["metadata"][
+        "kexue_nb"]["ledger"]
+    del ledger["version"]
+    del ledger["claims"][0]["evidence"]["rules_out"]
+    old = tmp_path / "chap.ipynb"
+    old.write_text(json.dumps(data))
+    assert check_executed.problems_in(old) == [
+        "ledger version None, not 2",
+        "claims that name no alternative they rule out: ['mean']",
+    ]
 
 
 def test_check_executed_main_passes_clean_book(executed_chapter, capsys):
@@ -108,9 +126,10 @@ def test_check_executed_main_passes_clean_book(executed_chapter, capsys):
 
 def test_ledger_table_output_is_what_check_reads(executed_chapter):
     ledger = Ledger("chap")
-    ledger.numeric("mean", "sample mean", -0.016, 0.0, atol=0.2, basis="4 se")
+    ledger.numeric("mean", "sample mean", -0.0480283, 0.0, atol=4 / 1000**0.5, basis="4 se",
+                   rules_out={"mean of the squares": 1.0})
     stored = check_executed.read_ledger(executed_chapter[0])
-    assert stored["chapter"] == "chap" and [c["id"] for c in stored["claims"]] == ["mean"]
+    assert stored == ledger.metadata()["kexue_nb"]["ledger"]
 
 
 def _page(body):

@@ -5,7 +5,8 @@
 nbval passes on a notebook that was never executed (it compares nothing), so the test command
 runs this too. A notebook passes when every non-empty code cell has an execution count, the
 counts run 1, 2, 3, … in order (one clean top-to-bottom run), no output is an error, and, for a
-chapter, its stored ledger exists and every claim passed.
+chapter, its stored ledger exists, follows contract version 2 (every numeric and bound claim names
+the alternatives it rules out, each of them excluded) and every claim passed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from kexue_nb.checks import read_ledger
+from kexue_nb.checks import LEDGER_VERSION, read_ledger
 from kexue_nb.tools.execute import RUN_LAST, find_notebooks
 
 
@@ -41,13 +42,31 @@ def problems_in(path: Path) -> list[str]:
         if ledger is None:
             problems.append("no ledger table in the stored outputs")
         else:
-            failing = [c["id"] for c in ledger["claims"] if not c.get("passed")]
-            if failing:
-                problems.append(f"failing claims {failing}")
+            problems += ledger_problems(ledger)
             if ledger.get("chapter") != path.stem:
                 problems.append(
                     f"ledger chapter {ledger.get('chapter')!r} is not the stem {path.stem!r}"
                 )
+    return problems
+
+
+def ledger_problems(ledger: dict) -> list[str]:
+    """What a stored ledger lacks under contract version 2."""
+    problems = []
+    if ledger.get("version") != LEDGER_VERSION:
+        problems.append(f"ledger version {ledger.get('version')!r}, not {LEDGER_VERSION}")
+    claims = ledger.get("claims", [])
+    failing = [c["id"] for c in claims if not c.get("passed")]
+    if failing:
+        problems.append(f"failing claims {failing}")
+    unnamed = [c["id"] for c in claims if c.get("kind") in ("numeric", "bound")
+               and not c.get("evidence", {}).get("rules_out")]
+    if unnamed:
+        problems.append(f"claims that name no alternative they rule out: {unnamed}")
+    kept = [c["id"] for c in claims
+            if any(not r.get("excluded") for r in c.get("evidence", {}).get("rules_out", []))]
+    if kept:
+        problems.append(f"claims whose alternatives are not all excluded: {kept}")
     return problems
 
 
