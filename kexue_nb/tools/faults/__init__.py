@@ -70,12 +70,14 @@ def all_faults() -> list[Fault]:
     return found
 
 
-def find_fault(name: str) -> Fault:
-    """The fault called ``name``."""
-    for fault in all_faults():
+def find_fault(name: str, catalog: str = __name__) -> Fault:
+    """The fault called ``name``, from this package's chapter modules or from the module
+    ``catalog`` (whose ``FAULTS`` list holds it)."""
+    faults = all_faults() if catalog == __name__ else importlib.import_module(catalog).FAULTS
+    for fault in faults:
         if fault.name == name:
             return fault
-    raise ValueError(f"`name` must name a fault of kexue_nb.tools.faults, got {name!r}")
+    raise ValueError(f"`name` must name a fault of {catalog}, got {name!r}")
 
 
 def _resolve(target: str) -> tuple[Any, str, Any]:
@@ -90,10 +92,11 @@ def _resolve(target: str) -> tuple[Any, str, Any]:
     return owner, attribute, getattr(owner, attribute)
 
 
-def inject(name: str) -> None:
-    """Apply fault ``name`` in this process: the target is replaced on its owner and on every
-    loaded ``kexue_nb`` module that re-exports the same object (``from .x import f``)."""
-    fault = find_fault(name)
+def inject(name: str, catalog: str = __name__) -> None:
+    """Apply fault ``name`` (from ``catalog``, see :func:`find_fault`) in this process: the target
+    is replaced on its owner and on every loaded ``kexue_nb`` module that re-exports the same
+    object (``from .x import f``)."""
+    fault = find_fault(name, catalog)
     import kexue_nb.diffusion  # noqa: F401  (load the packages that re-export names)
 
     owner, attribute, original = _resolve(fault.target)
@@ -115,8 +118,10 @@ def run_fault(fault: Fault, book: Path = Path("book"), timeout: int = 900) -> Ou
     if len(paths) != 1:
         raise ValueError(f"fault {fault.name!r}: chapter {fault.chapter!r} not found under {book}")
     notebook = nbformat.read(paths[0], as_version=4)
+    # A fault defined outside this package (a test's) is found through its patch's module.
+    catalog = __name__ if any(f is fault for f in all_faults()) else fault.patch.__module__
     notebook.cells.insert(0, nbformat.v4.new_code_cell(
-        f"from kexue_nb.tools.faults import inject\ninject({fault.name!r})"))
+        f"from kexue_nb.tools.faults import inject\ninject({fault.name!r}, {catalog!r})"))
     try:
         run_notebook(notebook, paths[0].parent, timeout)
     except CellExecutionError as exc:
