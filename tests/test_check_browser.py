@@ -61,3 +61,25 @@ def test_external_request_raw_tex_and_broken_image_are_reported(site):
     assert "external request https://example.invalid/a.png" in text
     assert "raw TeX left in the text" in text
     assert "image did not load" in text and "HTTP 404" in text
+
+
+LEDGER_PAGE = """<html><body><main style='max-width: 600px'>
+<div class='cell_output'><p><strong>Ledger:</strong> 1/1 claims passed.</p>
+<p>{claim}</p></div></main></body></html>"""
+
+
+def test_ledger_wider_than_its_column_is_reported_at_both_widths(site):
+    root, html = site
+    wide = "<span style='display:inline-block; width:900px'>a statement too wide</span>"
+    (html / "book" / "intro.html").write_text(LEDGER_PAGE.format(claim=wide))
+    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    assert any("at 1280 px a ledger is" in p for p in problems)
+    assert any("at 390 px a ledger is" in p for p in problems)
+
+
+def test_ledger_that_wraps_fits_at_phone_width(site):
+    root, html = site
+    words = "a long statement that wraps " * 20
+    (html / "book" / "intro.html").write_text(LEDGER_PAGE.format(claim=words))
+    assert check_site(html, root / "_toc.yml", root / "shots", CHROMIUM) == []
+    assert (root / "shots" / "book__intro__ledger-390px.png").stat().st_size > 0

@@ -7,6 +7,9 @@ local server and none fails; MathJax has typeset every formula (each ``.math`` e
 rendered ``mjx-container``, no ``mjx-merror`` node, no raw ``\\(``, ``\\[`` or ``$$`` left in
 the text outside code); every image has loaded (natural width > 0). The sidebar of the front
 page must link every page of ``_toc.yml``. A screenshot of each page's first screen is saved.
+On every chapter page, each ledger (and each block of the verification page) must fit its column
+at 1280 px and at 390 px (a phone): no claim's statement, evidence or alternatives may run past
+the edge.
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright; nothing is downloaded.
 """
 
@@ -51,6 +54,31 @@ PAGE_REPORT_JS = """async () => {
   const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
   return {maths: maths.length, untypeset, errors, raw, images: images.length, broken};
 }"""
+
+
+#: JavaScript run in a page: every ledger (a chapter's, or the verification page's blocks) that is
+#: wider than its column, as ``{text, width, column}``; a ledger starts with "Ledger:".
+LEDGER_OVERFLOW_JS = """() => {
+  const wide = [];
+  for (const out of document.querySelectorAll('div.cell_output')) {
+    if (!out.textContent.includes('Ledger:')) continue;
+    const column = out.clientWidth;
+    const right = out.getBoundingClientRect().right;
+    let width = out.scrollWidth;
+    for (const el of out.querySelectorAll('*')) {
+      if (el.closest('mjx-container') && el.tagName.toLowerCase() !== 'mjx-container') continue;
+      width = Math.max(width, el.getBoundingClientRect().right - out.getBoundingClientRect().left);
+    }
+    const page = document.documentElement.scrollWidth > window.innerWidth + 1;
+    if (width > column + 1 || page) {
+      wide.push({text: out.textContent.trim().slice(0, 50), width: Math.round(width), column,
+                 page: document.documentElement.scrollWidth, right: Math.round(right)});
+    }
+  }
+  return wide;
+}"""
+#: Viewport widths at which every ledger must fit its column: a desktop and a phone.
+LEDGER_WIDTHS = (1280, 390)
 
 
 def toc_pages(toc_file: Path) -> list[str]:
@@ -132,6 +160,7 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
             if rel in chapters:
                 shot = screenshots / (rel.removesuffix(".html").replace("/", "__") + ".png")
                 page.screenshot(path=str(shot))
+                problems += ledger_width_problems(page, rel, screenshots)
             if rel == chapters[0]:
                 hrefs = page.eval_on_selector_all(
                     "nav.bd-links a, .bd-sidenav a", "els => els.map(e => e.href)")
@@ -141,6 +170,25 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
             page.close()
         browser.close()
     print(f"checked {len(pages)} pages in Chromium; {len(chapters)} screenshots in {screenshots}")
+    return problems
+
+
+def ledger_width_problems(page, rel: str, screenshots: Path) -> list[str]:
+    """Every ledger on ``page`` that is wider than its column at each of :data:`LEDGER_WIDTHS`;
+    at the phone width a screenshot of the page's first ledger is kept."""
+    problems = []
+    for width in LEDGER_WIDTHS:
+        page.set_viewport_size({"width": width, "height": 800})
+        page.wait_for_timeout(100)  # let the layout settle
+        for wide in page.evaluate(LEDGER_OVERFLOW_JS):
+            problems.append(f"{rel}: at {width} px a ledger is {wide['width']} px wide in a "
+                            f"{wide['column']} px column: {wide['text']!r}")
+        ledger = page.locator("div.cell_output", has_text="Ledger:").first
+        if width < 1280 and ledger.count():
+            ledger.scroll_into_view_if_needed()
+            name = rel.removesuffix(".html").replace("/", "__") + f"__ledger-{width}px.png"
+            page.screenshot(path=str(screenshots / name))
+    page.set_viewport_size({"width": 1280, "height": 800})
     return problems
 
 
