@@ -1,6 +1,8 @@
 # kexue-notes: one command to build the book, one to run every test.
-#   make book   set up .venv and build the HTML book under _build/html
-#   make test   set up .venv and run lint, unit tests, strict nbval, the -W build, the offline
+#   make book   set up .venv with the book's pins only (requirements/book.txt) and build the
+#               HTML book under _build/html
+#   make test   set up .venv with everything (requirements.txt) and run lint (ruff, actionlint),
+#               the citation file check, unit tests, strict nbval, the -W build, the offline
 #               check and the browser check (headless Chromium, Debian's package)
 #   make lab    open the chapters in JupyterLab from the project's environment
 #   make execute  re-execute every notebook in place (after changing a chapter or kexue_nb)
@@ -15,14 +17,31 @@ export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install chromium book test lint unit nbval executed html offline browser lab execute clean
+.PHONY: install install-book chromium book test lint citation unit nbval executed html offline \
+	browser lab execute clean
 
 install: $(VENV)/.installed
+install-book: $(VENV)/.book-installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements/book.txt requirements/lab.txt \
+		requirements/test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(VENV)/.book-installed $@
+
+$(VENV)/.book-installed: requirements/book.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/book.txt
+	touch $@
+
+# CITATION.cff checked by cffconvert in a venv of its own (it pins jsonschema<4, which
+# JupyterLab's stack cannot share).
+CFF_VENV := .venv-cff
+$(CFF_VENV)/.installed:
+	$(PYTHON) -m venv $(CFF_VENV)
+	$(CFF_VENV)/bin/pip install --quiet cffconvert==2.0.0
 	touch $@
 
 # Debian's Chromium (and a CJK font for the Chinese titles in screenshots) for the browser
@@ -33,13 +52,17 @@ chromium:
 	  apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; } \
 	  || { echo "install Debian's chromium and fonts-wqy-microhei for the browser check"; exit 1; }
 
-book: install html
+book: install-book html
 
 html:
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/actionlint
+
+citation: $(CFF_VENV)/.installed
+	$(CFF_VENV)/bin/cffconvert --validate -i CITATION.cff
 
 unit: install
 	$(PY) -m pytest tests -q
@@ -56,11 +79,12 @@ offline:
 browser: install chromium
 	$(PY) -m kexue_nb.tools.check_browser _build/html --screenshots _build/screenshots
 
-test: install chromium lint unit executed nbval html offline browser
+test: install chromium lint citation unit executed nbval html offline browser
 	@echo "all checks passed"
 
+# JupyterLab refuses to start as root (containers) unless told that it is meant.
 lab: install
-	$(VENV)/bin/jupyter lab book/
+	$(VENV)/bin/jupyter lab book/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 execute: install
 	$(PY) -m kexue_nb.tools.execute book/

@@ -1,0 +1,60 @@
+"""The files a real project carries agree with each other: one repository URL, one licence,
+workflows that run the README's test command, and pins split so the book installs alone."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _repository_url():
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def test_one_repository_url_everywhere():
+    url = _repository_url()
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url)
+    assert url in (ROOT / "README.md").read_text()
+    assert yaml.safe_load((ROOT / "CITATION.cff").read_text())["repository-code"] == url
+    for text in (ROOT / "README.md", ROOT / "CITATION.cff"):
+        others = set(re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", text.read_text()))
+        assert others <= {url}, (text.name, others)
+
+
+def test_licence_is_the_one_declared():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert yaml.safe_load((ROOT / "CITATION.cff").read_text())["license"] == "MIT"
+
+
+def test_workflows_run_the_readme_test_command_and_publish_the_site():
+    test = yaml.safe_load((ROOT / ".github/workflows/test.yml").read_text())
+    steps = [s.get("run", "") for s in test["jobs"]["test"]["steps"]]
+    assert "bash .ci/run" in steps
+    assert "make test" in (ROOT / ".ci/run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
+    publish = yaml.safe_load((ROOT / ".github/workflows/publish.yml").read_text())
+    uses = [s.get("uses", "") for job in publish["jobs"].values() for s in job["steps"]]
+    assert any(u.startswith("actions/deploy-pages@") for u in uses)
+
+
+def _pins(name):
+    lines = (ROOT / name).read_text().splitlines()
+    return {re.split(r"[=<>\[]", line)[0].strip().lower() for line in lines
+            if line.strip() and not line.startswith(("#", "-"))}
+
+
+def test_book_pins_exclude_test_and_lab_tools_and_requirements_take_all():
+    book = _pins("requirements/book.txt")
+    assert "jupyter-book" in book and "torch" in book
+    assert not book & {"pytest", "nbval", "ruff", "diffusers", "playwright", "jupyterlab"}
+    top = (ROOT / "requirements.txt").read_text()
+    for part in ("book", "lab", "test"):
+        assert f"-r requirements/{part}.txt" in top
+
+
+def test_no_reference_outside_the_repository():
+    for name in ("requirements.txt", "_toc.yml", "_config.yml", "README.md", "Makefile"):
+        assert "../shared" not in (ROOT / name).read_text(), name
