@@ -296,6 +296,30 @@ def _vanishes(difference: Any) -> tuple[bool, Any]:
     return False, first
 
 
+def _sample_point(symbols: Iterable[sympy.Symbol]) -> dict:
+    """Exact values for ``symbols`` inside their declared domains (distinct small rationals,
+    integers for integer symbols, negative ones for negative symbols)."""
+    point = {}
+    for k, symbol in enumerate(sorted(symbols, key=str)):
+        value = sympy.Integer(k + 2) if symbol.is_integer else sympy.Rational(2 * k + 3, 7 + k)
+        point[symbol] = -value if symbol.is_negative or symbol.is_nonpositive else value
+    return point
+
+
+def _differs(difference: Any) -> bool:
+    """Whether ``difference`` is not identically zero: nonzero at one exact point of its domain
+    (a proof, and cheap), or else not reduced to 0 by :data:`_SIMPLIFIERS`."""
+    entries = list(difference) if isinstance(difference, sympy.MatrixBase) else [difference]
+    for entry in entries:
+        try:
+            value = entry.subs(_sample_point(entry.free_symbols)).evalf(30)
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if value.is_number and value.is_finite and abs(value) > sympy.Float(10) ** -20:
+            return True
+    return not _vanishes(difference)[0]
+
+
 class Ledger:
     """The claims one chapter verifies, in order.
 
@@ -370,7 +394,7 @@ class Ledger:
             raise ValueError(f"`lhs` and `rhs` of claim {claim_id!r} cannot be subtracted: "
                              f"{exc}") from exc
         ruled = [
-            {"label": label, "value": sympy.latex(value), "excluded": not _vanishes(lhs - value)[0]}
+            {"label": label, "value": sympy.latex(value), "excluded": _differs(lhs - value)}
             for label, value in alternatives.items()
         ]
         evidence: dict[str, Any] = {

@@ -83,3 +83,12 @@ def test_ledger_that_wraps_fits_at_phone_width(site):
     (html / "book" / "intro.html").write_text(LEDGER_PAGE.format(claim=words))
     assert check_site(html, root / "_toc.yml", root / "shots", CHROMIUM) == []
     assert (root / "shots" / "book__intro__ledger-390px.png").stat().st_size > 0
+
+
+def test_page_wider_than_a_phone_is_reported(site):
+    root, html = site
+    (html / "book" / "intro.html").write_text(
+        "<html><body><main><div style='width: 800px'>a wide block</div></main></body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    assert any("at 390 px the page is" in p for p in problems)
+    assert not any("at 1280 px" in p for p in problems)

@@ -7,9 +7,9 @@ local server and none fails; MathJax has typeset every formula (each ``.math`` e
 rendered ``mjx-container``, no ``mjx-merror`` node, no raw ``\\(``, ``\\[`` or ``$$`` left in
 the text outside code); every image has loaded (natural width > 0). The sidebar of the front
 page must link every page of ``_toc.yml``. A screenshot of each page's first screen is saved.
-On every chapter page, each ledger (and each block of the verification page) must fit its column
-at 1280 px and at 390 px (a phone): no claim's statement, evidence or alternatives may run past
-the edge.
+At 1280 px and at 390 px (a phone), no page may scroll sideways: a display formula wider than
+its column must scroll in its own box, an inline formula must stay within its line, and each
+ledger (and each block of the verification page) must fit its column.
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright; nothing is downloaded.
 """
 
@@ -77,8 +77,32 @@ LEDGER_OVERFLOW_JS = """() => {
   }
   return wide;
 }"""
-#: Viewport widths at which every ledger must fit its column: a desktop and a phone.
-LEDGER_WIDTHS = (1280, 390)
+#: JavaScript run in a page: what runs past the edge at the current width. The page itself must
+#: not scroll sideways; a display formula wider than its column must scroll in its own box; an
+#: inline formula must end inside its line (kexue.js gives a too-wide one its own box).
+PAGE_OVERFLOW_JS = """() => {
+  const out = {page: 0, display: [], inline: []};
+  const doc = document.documentElement;
+  if (doc.scrollWidth > window.innerWidth + 1) out.page = doc.scrollWidth;
+  for (const m of document.querySelectorAll('mjx-container[jax="CHTML"]')) {
+    if (!m.offsetParent) continue;  // hidden (a collapsed solution)
+    const box = m.getBoundingClientRect();
+    const parent = m.parentElement.getBoundingClientRect();
+    const tex = (m.closest('.math') || m).textContent.slice(0, 40);
+    if (m.getAttribute('display') === 'true') {
+      const style = getComputedStyle(m);
+      const scrolls = ['auto', 'scroll'].includes(style.overflowX);
+      if (box.right > parent.right + 1 || (m.scrollWidth > m.clientWidth + 1 && !scrolls)) {
+        out.display.push(tex);
+      }
+    } else if (box.right > parent.right + 1 && getComputedStyle(m).overflowX === 'visible') {
+      out.inline.push(tex);
+    }
+  }
+  return out;
+}"""
+#: Viewport widths at which no page may overflow and every ledger must fit: desktop and phone.
+WIDTHS = (1280, 390)
 
 
 def toc_pages(toc_file: Path) -> list[str]:
@@ -160,7 +184,7 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
             if rel in chapters:
                 shot = screenshots / (rel.removesuffix(".html").replace("/", "__") + ".png")
                 page.screenshot(path=str(shot))
-                problems += ledger_width_problems(page, rel, screenshots)
+            problems += layout_problems(page, rel, screenshots)
             if rel == chapters[0]:
                 hrefs = page.eval_on_selector_all(
                     "nav.bd-links a, .bd-sidenav a", "els => els.map(e => e.href)")
@@ -173,13 +197,21 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
     return problems
 
 
-def ledger_width_problems(page, rel: str, screenshots: Path) -> list[str]:
-    """Every ledger on ``page`` that is wider than its column at each of :data:`LEDGER_WIDTHS`;
-    at the phone width a screenshot of the page's first ledger is kept."""
+def layout_problems(page, rel: str, screenshots: Path) -> list[str]:
+    """What runs past the edge of ``page`` at each of :data:`WIDTHS`: the page itself, a display
+    formula that does not scroll in its own box, an inline formula past its line, a ledger wider
+    than its column. At the phone width a screenshot of the page's first ledger is kept."""
     problems = []
-    for width in LEDGER_WIDTHS:
+    for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})
-        page.wait_for_timeout(100)  # let the layout settle
+        page.wait_for_timeout(150)  # the layout, and kexue.js's resize handler, settle
+        found = page.evaluate(PAGE_OVERFLOW_JS)
+        if found["page"]:
+            problems.append(f"{rel}: at {width} px the page is {found['page']} px wide")
+        problems += [f"{rel}: at {width} px a display formula runs past its column without "
+                     f"scrolling: {tex!r}" for tex in found["display"]]
+        problems += [f"{rel}: at {width} px an inline formula runs past the text: {tex!r}"
+                     for tex in found["inline"]]
         for wide in page.evaluate(LEDGER_OVERFLOW_JS):
             problems.append(f"{rel}: at {width} px a ledger is {wide['width']} px wide in a "
                             f"{wide['column']} px column: {wide['text']!r}")
