@@ -1,0 +1,101 @@
+"""Faults for the chapter conditional-guidance (kexue.fm/archives/9257).
+
+Plausible slips in ``kexue_nb.diffusion.guidance``, the code the chapter's guided samplers rely on:
+the classifier-free combination with its weights confused, the DDPM mean shift without its
+σ_t², the classifier's gradient with the wrong sign, and the null label taken as the last real
+class. Each must be caught by a claim of the chapter.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from kexue_nb.tools.faults import Fault
+
+CHAPTER = "conditional-guidance"
+
+
+def _swapped_combine(original: Any) -> Any:
+    @functools.wraps(original)
+    def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
+        # bug: (1 − w) ε(x, y) + w ε(x) instead of (1 + w) ε(x, y) − w ε(x)
+        original(eps_cond, eps_uncond, w)   # keeps the argument checks
+        return (1.0 - w) * eps_cond + w * eps_uncond
+
+    return cfg_combine
+
+
+def _shift_without_sigma2(original: Any) -> Any:
+    @functools.wraps(original)
+    def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+             schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        eps, shift = original(self, model, x_t, t, y, schedule, sigma)
+        if isinstance(shift, float):
+            return eps, shift
+        # bug: the mean shift γ ∇log p(y|x_t), σ_t² forgotten
+        return eps, self.scale * self.grad_log_prob(x_t, t, y)
+
+    return ddpm
+
+
+def _gradient_sign(original: Any) -> Any:
+    @functools.wraps(original)
+    def grad_log_prob(self: Any, x_t: torch.Tensor, t: torch.Tensor,
+                      y: torch.Tensor) -> torch.Tensor:
+        # bug: the gradient of −log p(y|x_t) (a loss's sign) instead of log p(y|x_t)
+        return -original(self, x_t, t, y)
+
+    return grad_log_prob
+
+
+def _null_is_last_class(original: Any) -> Any:
+    from kexue_nb.diffusion.guidance import _check_labels, cfg_combine
+
+    @functools.wraps(original)
+    def eps(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+            schedule: Any) -> torch.Tensor:
+        y = _check_labels(y, x_t)
+        if self.w == 0.0:
+            return model(x_t, t, y)
+        # bug: the null label taken as num_classes − 1, the last real class
+        null = torch.full_like(y, int(model.num_classes) - 1)
+        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
+        eps_c, eps_u = both.chunk(2)
+        return cfg_combine(eps_c, eps_u, self.w)
+
+    return eps
+
+
+FAULTS = [
+    Fault(
+        name="guide-cfg-weights-swapped",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.guidance:cfg_combine",
+        description="classifier-free guidance combined as (1 − w) ε(x, y) + w ε(x)",
+        patch=_swapped_combine,
+    ),
+    Fault(
+        name="guide-shift-without-sigma2",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.guidance:ClassifierGuidance.ddpm",
+        description="classifier-guidance DDPM mean shift γ ∇log p(y ∣ x_t), without σ_t²",
+        patch=_shift_without_sigma2,
+    ),
+    Fault(
+        name="guide-gradient-sign",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.guidance:ClassifierGuidance.grad_log_prob",
+        description="classifier gradient with the wrong sign (∇ of −log p(y ∣ x_t))",
+        patch=_gradient_sign,
+    ),
+    Fault(
+        name="guide-null-label-last-class",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.guidance:ClassifierFreeGuidance.eps",
+        description="classifier-free guidance's null label taken as num_classes − 1, a real class",
+        patch=_null_is_last_class,
+    ),
+]
