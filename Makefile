@@ -3,7 +3,8 @@
 #               HTML book under _build/html
 #   make test   set up .venv with everything (requirements.txt) and run lint (ruff, actionlint),
 #               the citation file check, unit tests, strict nbval, the -W build, the offline
-#               check and the browser check (headless Chromium, Debian's package)
+#               check, the browser check (headless Chromium, Debian's package) and a chapter
+#               opened in a real JupyterLab (jupyterlab-myst rendering, all cells run)
 #   make lab    open the chapters in JupyterLab from the project's environment
 #   make execute  re-execute every notebook in place (after changing a chapter or kexue_nb)
 
@@ -18,7 +19,7 @@ export MKL_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install install-book chromium book test lint citation unit nbval executed html offline \
-	browser lab execute clean
+	browser lab lab-check execute clean
 
 install: $(VENV)/.installed
 install-book: $(VENV)/.book-installed
@@ -79,7 +80,13 @@ offline:
 browser: install chromium
 	$(PY) -m kexue_nb.tools.check_browser _build/html --screenshots _build/screenshots
 
-test: install chromium lint citation unit executed nbval html offline browser
+# A chapter opened in a real JupyterLab: MyST rendered by jupyterlab-myst, solutions collapsed,
+# every cell run without an error.
+LAB_CHAPTER := book/probability/entropy-normalization.ipynb
+lab-check: install chromium
+	$(PY) -m kexue_nb.tools.check_lab $(LAB_CHAPTER) --screenshots _build/screenshots
+
+test: install chromium lint citation unit executed nbval html offline browser lab-check
 	@echo "all checks passed"
 
 # JupyterLab refuses to start as root (containers) unless told that it is meant.
