@@ -160,3 +160,19 @@ def test_check_offline_requires_local_mathjax_and_pages(tmp_path):
     assert check_offline.main([str(tmp_path)]) == 1
     (tmp_path / "index.html").write_text("<html><body>no math</body></html>")
     assert check_offline.main([str(tmp_path)]) == 1
+
+
+def test_merge_streams_joins_chunks_of_one_stream_only():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="a\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="b\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="warn\n"),
+        nbformat.v4.new_output("display_data", data={"text/plain": "d"}),
+        nbformat.v4.new_output("stream", name="stdout", text="c\n"),
+    ]
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("m")]
+    execute.merge_streams(nb)
+    assert [(o.output_type, o.get("text")) for o in nb.cells[0].outputs] == [
+        ("stream", "a\nb\n"), ("stream", "warn\n"), ("display_data", None), ("stream", "c\n")]

@@ -93,10 +93,30 @@ def run_notebook(notebook: nbformat.NotebookNode, folder: Path, timeout: int = 9
     return Execution(time.perf_counter() - begin, cell_seconds)
 
 
+def merge_streams(notebook: nbformat.NotebookNode) -> None:
+    """Join consecutive ``stdout`` (or ``stderr``) outputs of each cell into one: how the kernel
+    chunks a stream depends on timing, so unmerged chunks would make re-execution rewrite an
+    unchanged chapter."""
+    for cell in notebook.cells:
+        merged: list = []
+        for output in cell.get("outputs", []):
+            previous = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream"
+                    and previous.get("name") == output.get("name")):
+                previous["text"] = previous["text"] + output["text"]
+            else:
+                merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+
+
 def execute_notebook(path: Path, timeout: int = 900) -> Execution:
-    """Execute ``path`` in place; return how long it and each of its code cells took."""
+    """Execute ``path`` in place, streams merged; return how long it and each of its code cells
+    took."""
     notebook = nbformat.read(path, as_version=4)
     run = run_notebook(notebook, path.parent, timeout)
+    merge_streams(notebook)
     nbformat.write(notebook, path)
     return run
 
