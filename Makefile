@@ -55,7 +55,11 @@ chromium:
 
 book: install-book html
 
+# Sphinx 7.4 copies static files only when it writes a page: drop the book's own copies and
+# mark the front page changed, so an edited _static/ file always reaches the build.
 html:
+	rm -f $(addprefix _build/html/_static/,$(notdir $(wildcard _static/*)))
+	touch book/intro.md
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 lint: install

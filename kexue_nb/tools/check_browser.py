@@ -69,10 +69,9 @@ LEDGER_OVERFLOW_JS = """() => {
       if (el.closest('mjx-container') && el.tagName.toLowerCase() !== 'mjx-container') continue;
       width = Math.max(width, el.getBoundingClientRect().right - out.getBoundingClientRect().left);
     }
-    const page = document.documentElement.scrollWidth > window.innerWidth + 1;
-    if (width > column + 1 || page) {
+    if (width > column + 1) {
       wide.push({text: out.textContent.trim().slice(0, 50), width: Math.round(width), column,
-                 page: document.documentElement.scrollWidth, right: Math.round(right)});
+                 right: Math.round(right)});
     }
   }
   return wide;
