@@ -4,7 +4,9 @@
 #   make test   set up .venv with everything (requirements.txt) and run lint (ruff, actionlint),
 #               the citation file check, unit tests, strict nbval, the -W build, the offline
 #               check, the browser check (headless Chromium, Debian's package) and a chapter
-#               opened in a real JupyterLab (jupyterlab-myst rendering, all cells run)
+#               opened in a real JupyterLab (jupyterlab-myst rendering, all cells run), and the
+#               PDF edition built and checked
+#   make pdf    the whole book as one PDF (XeLaTeX, Debian's TeX Live), _build/latex/kexue-notes.pdf
 #   make lab    open the chapters in JupyterLab from the project's environment
 #   make execute  re-execute every notebook in place (after changing a chapter or kexue_nb)
 
@@ -18,8 +20,8 @@ export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-book chromium book test lint citation unit nbval executed html offline \
-	browser lab lab-check execute clean
+.PHONY: install install-book chromium texlive book pdf pdf-check test lint citation unit nbval \
+	executed html offline browser lab lab-check execute clean
 
 install: $(VENV)/.installed
 install-book: $(VENV)/.book-installed
@@ -54,6 +56,27 @@ chromium:
 	  || { echo "install Debian's chromium and fonts-wqy-microhei for the browser check"; exit 1; }
 
 book: install-book html
+
+# Debian's XeLaTeX, CJK fonts and poppler for the PDF edition; installed when missing and we
+# are root (as in CI).
+TEX_PACKAGES := texlive-xetex latexmk texlive-latex-extra texlive-fonts-recommended \
+	texlive-lang-cjk texlive-lang-chinese fonts-noto-cjk fonts-freefont-otf poppler-utils
+texlive:
+	@{ command -v xelatex >/dev/null && command -v latexmk >/dev/null && \
+	  kpsewhich xeCJK.sty ctexhook.sty >/dev/null && command -v pdftoppm >/dev/null && \
+	  fc-list | grep -q "Noto Serif CJK SC" && fc-list | grep -q FreeSerif ; } || \
+	{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; } || \
+	{ echo "install Debian's $(TEX_PACKAGES) for the PDF"; exit 1; }
+
+# The whole book as one PDF (XeLaTeX), also copied beside the site as kexue-notes.pdf.
+pdf: install-book texlive
+	$(VENV)/bin/jupyter-book build . --builder pdflatex
+	mkdir -p _build/html && cp _build/latex/kexue-notes.pdf _build/html/kexue-notes.pdf
+
+pdf-check: install pdf
+	$(PY) -m kexue_nb.tools.check_pdf _build/latex/kexue-notes.pdf \
+	  --log _build/latex/kexue-notes.log --screenshots _build/screenshots
 
 # Sphinx 7.4 copies static files only when it writes a page: drop the book's own copies and
 # mark the front page changed, so an edited _static/ file always reaches the build.
@@ -90,7 +113,7 @@ LAB_CHAPTER := book/probability/entropy-normalization.ipynb
 lab-check: install chromium
 	$(PY) -m kexue_nb.tools.check_lab $(LAB_CHAPTER) --screenshots _build/screenshots
 
-test: install chromium lint citation unit executed nbval html offline browser lab-check
+test: install chromium lint citation unit executed nbval html offline browser lab-check pdf-check
 	@echo "all checks passed"
 
 # JupyterLab refuses to start as root (containers) unless told that it is meant.

@@ -17,13 +17,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from xml.etree import ElementTree
 
 import nbformat
 import yaml
-
-_WORD = "{http://www.w3.org/1999/xhtml}word"
-_PAGE = "{http://www.w3.org/1999/xhtml}page"
 
 
 def chapter_titles(toc_file: Path) -> list[str]:
@@ -80,17 +76,22 @@ def pdf_problems(pdf: Path, log: Path | None, titles: list[str], ledgers: int) -
     return problems
 
 
+_PAGE_TAG = re.compile(r'<page width="([\d.]+)"')
+_WORD_TAG = re.compile(
+    r'<word xMin="[\d.-]+" yMin="[\d.-]+" xMax="([\d.-]+)" yMax="[\d.-]+">(.*?)</word>')
+
+
 def overflow_problems(pdf: Path) -> list[str]:
-    """Words printed past the right edge of their page (cut off in print)."""
-    xml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], check=True,
-                         capture_output=True, text=True).stdout
-    root = ElementTree.fromstring(xml)
+    """Words printed past the right edge of their page (cut off in print). Poppler's bounding
+    boxes are read with a pattern: its XHTML leaves some characters unescaped."""
+    html = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], check=True,
+                          capture_output=True, text=True).stdout
     problems = []
-    for number, page in enumerate(root.iter(_PAGE), 1):
-        width = float(page.get("width"))
-        for word in page.iter(_WORD):
-            if float(word.get("xMax")) > width + 0.5:
-                problems.append(f"page {number}: {word.text!r} runs past the right edge")
+    for number, page in enumerate(html.split("<page ")[1:], 1):
+        width = float(_PAGE_TAG.match("<page " + page).group(1))
+        for right, word in _WORD_TAG.findall(page):
+            if float(right) > width + 0.5:
+                problems.append(f"page {number}: {word!r} runs past the right edge")
                 break
     return problems
 
