@@ -92,3 +92,15 @@ def test_page_wider_than_a_phone_is_reported(site):
     problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
     assert any("at 390 px the page is" in p for p in problems)
     assert not any("at 1280 px" in p for p in problems)
+
+
+def test_alt_text_that_is_a_path_and_unnumbered_figure_are_reported(site):
+    root, html = site
+    png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+           "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    (html / "book" / "intro.html").write_text(
+        f"<html><body><main><div class='cell_output'><img src='{png}' alt='_build/x.png'>"
+        "</div></main></body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    assert any("alt text is not a describing sentence: '_build/x.png'" in p for p in problems)
+    assert any("1 figures without a numbered caption" in p for p in problems)

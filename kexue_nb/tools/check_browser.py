@@ -5,7 +5,9 @@
 The site is served on 127.0.0.1 from the build folder. For every page: no request leaves the
 local server and none fails; MathJax has typeset every formula (each ``.math`` element holds a
 rendered ``mjx-container``, no ``mjx-merror`` node, no raw ``\\(``, ``\\[`` or ``$$`` left in
-the text outside code); every image has loaded (natural width > 0). The sidebar of the front
+the text outside code); every image has loaded (natural width > 0) and has an alt text that
+describes it in a sentence (not a file path), and every figure output carries a numbered
+caption. The sidebar of the front
 page must link every page of ``_toc.yml``. A screenshot of each page's first screen is saved.
 At 1280 px and at 390 px (a phone), no page may scroll sideways: a display formula wider than
 its column must scroll in its own box, an inline formula must stay within its line, and each
@@ -52,7 +54,15 @@ PAGE_REPORT_JS = """async () => {
   }
   const images = [...document.images];
   const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
-  return {maths: maths.length, untypeset, errors, raw, images: images.length, broken};
+  const content = [...document.querySelectorAll('main img')];
+  const badAlt = content.filter(i => { const a = (i.getAttribute('alt') || '').trim();
+    return a.split(/\\s+/).length < 4 || /[\\/]|\\.(png|jpe?g|svg)$/i.test(a); })
+    .map(i => i.getAttribute('alt') || '(no alt)');
+  const outputs = [...document.querySelectorAll('main .cell_output img')];
+  const unnumbered = outputs.filter(i => !(i.closest('figure')
+    && i.closest('figure').querySelector('figcaption .caption-number'))).length;
+  return {maths: maths.length, untypeset, errors, raw, images: images.length, broken, badAlt,
+          unnumbered};
 }"""
 
 
@@ -100,6 +110,13 @@ PAGE_OVERFLOW_JS = """() => {
   }
   return out;
 }"""
+#: Offline search: each query must list the page (the search index segments Chinese with jieba).
+SEARCH_EXPECTATIONS = {
+    "熵": "book/probability/entropy-normalization.html",
+    "扩散": "book/diffusion/ddpm-demolish-build.html",
+    "Fokker": "book/stochastic/fokker-planck-test-functions.html",
+}
+
 #: Viewport widths at which no page may overflow and every ledger must fit: desktop and phone.
 WIDTHS = (1280, 390)
 
@@ -180,6 +197,11 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
                 problems.append(f"{rel}: {report['errors']} MathJax error nodes")
             problems += [f"{rel}: raw TeX left in the text: {t!r}" for t in report["raw"]]
             problems += [f"{rel}: image did not load: {src}" for src in report["broken"]]
+            problems += [f"{rel}: image alt text is not a describing sentence: {alt!r}"
+                         for alt in report["badAlt"]]
+            if report["unnumbered"]:
+                problems.append(f"{rel}: {report['unnumbered']} figures without a numbered "
+                                "caption")
             if rel in chapters:
                 shot = screenshots / (rel.removesuffix(".html").replace("/", "__") + ".png")
                 page.screenshot(path=str(shot))
@@ -191,8 +213,32 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
                 problems += [f"{c}: not reachable from the front page's navigation"
                              for c in chapters[1:] if c not in linked]
             page.close()
+        if "search.html" in pages:
+            problems += search_problems(context, base)
         browser.close()
     print(f"checked {len(pages)} pages in Chromium; {len(chapters)} screenshots in {screenshots}")
+    return problems
+
+
+def search_problems(context, base: str) -> list[str]:
+    """Each query of :data:`SEARCH_EXPECTATIONS` run on the site's search page must list its
+    page among the results."""
+    from urllib.parse import quote
+
+    problems = []
+    page = context.new_page()
+    for query, expected in SEARCH_EXPECTATIONS.items():
+        page.goto(f"{base}/search.html?q={quote(query)}", wait_until="load")
+        try:
+            page.wait_for_selector("#search-results ul.search li a", timeout=20_000)
+        except Exception:  # noqa: BLE001  (Playwright's timeout: no result appeared)
+            problems.append(f"search for {query!r} found nothing")
+            continue
+        hrefs = page.eval_on_selector_all("#search-results ul.search li a",
+                                          "els => els.map(e => e.getAttribute('href'))")
+        if not any(h and h.split("?")[0].split("#")[0].endswith(expected) for h in hrefs):
+            problems.append(f"search for {query!r} does not list {expected}")
+    page.close()
     return problems
 
 
