@@ -99,19 +99,22 @@ def _tail_fraction(n: int, t: Fraction) -> Fraction:
     """P_n(max piece > 1 − t) for a rational t in [0, 1], summed exactly.
 
     With x = 1 − t the k-th term's base is 1 − kx = 1 − k + kt; writing it through t keeps full
-    relative accuracy when t (that is, θ) is tiny.
+    relative accuracy when t (that is, θ) is tiny. With t = a/b every term is an integer over
+    the common denominator b^{n−1}, so the numerators are summed as integers and reduced once
+    (adding Fractions would take a gcd per term).
     """
     if n == 1:
         return Fraction(1)
     if t >= 1 - Fraction(1, n):  # x <= 1/n: the longest piece always exceeds x
         return Fraction(1)
-    total = Fraction(0)
+    a, b = t.numerator, t.denominator
+    numerator = 0
     for k in range(1, n + 1):
-        base = 1 - k + k * t
+        base = b * (1 - k) + k * a  # b (1 - k + k t)
         if base <= 0:
             break  # the bases decrease with k
-        total += (-1) ** (k - 1) * math.comb(n, k) * base ** (n - 1)
-    return total
+        numerator += (-1) ** (k - 1) * math.comb(n, k) * base ** (n - 1)
+    return Fraction(numerator, b ** (n - 1))
 
 
 def _tail_sympy(n: int, t: sympy.Expr) -> sympy.Expr:
