@@ -92,11 +92,13 @@ lint: install
 citation: $(CFF_VENV)/.installed
 	$(CFF_VENV)/bin/cffconvert --validate -i CITATION.cff
 
+# Both cores: pytest-xdist, one math thread per worker (OMP_NUM_THREADS above); nbval keeps each
+# notebook on one worker (--dist loadfile), since its cells share one kernel.
 unit: install
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n 2
 
 nbval: install
-	$(PY) -m pytest $(NBVAL) book --ignore=_build -q
+	$(PY) -m pytest $(NBVAL) book --ignore=_build -q -n 2 --dist loadfile
 
 executed: install
 	$(PY) -m kexue_nb.tools.check_executed book

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import time
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -146,12 +146,21 @@ def test_float_path_is_accurate_at_n_50() -> None:
     assert abs(naive - sector_probability(n, 2 * math.pi * (1 - x))) > 1e-13
 
 
-def test_exact_values_are_fast_at_n_50() -> None:
-    sector_probability(50, sympy.Integer(6))  # warm up SymPy's lazy imports
-    for theta in (PI * 19 / 10, sympy.Integer(6), sympy.E, 5.5):
-        start = time.perf_counter()
-        sector_probability(50, theta)
-        assert time.perf_counter() - start < 0.5
+@pytest.mark.parametrize("n", [2, 3, 7, 50, 200])
+@pytest.mark.parametrize("t", [Fraction(1, 3), Fraction(997, 1000), Fraction(6, 7),
+                               Fraction(2**52 + 1, 2**53)])
+def test_common_denominator_sum_is_the_fraction_sum(n: int, t: Fraction) -> None:
+    """The integer-numerator sum equals adding one Fraction per term (the definition)."""
+    from kexue_nb.sector import _tail_fraction
+
+    expected = Fraction(1)
+    if t < 1 - Fraction(1, n):
+        expected = sum(
+            ((-1) ** (k - 1) * math.comb(n, k) * (1 - k + k * t) ** (n - 1)
+             for k in range(1, n + 1) if 1 - k + k * t > 0),
+            Fraction(0),
+        )
+    assert _tail_fraction(n, t) == expected
 
 
 # -- extensions ----------------------------------------------------------------------------------
