@@ -1,4 +1,5 @@
-"""Argument checks shared by kexue_nb's modules: a ``ValueError`` that names the argument."""
+"""Argument checks shared by kexue_nb's modules: a ``ValueError`` (or ``TypeError`` for a value of
+the wrong kind) that names the argument and the allowed range."""
 
 from __future__ import annotations
 
@@ -8,8 +9,42 @@ from typing import Any
 import numpy as np
 
 
+def _is_complex(value: Any) -> bool:
+    if hasattr(value, "is_complex") and callable(value.is_complex):  # a torch tensor
+        return bool(value.is_complex())
+    return isinstance(value, complex) or np.iscomplexobj(value)
+
+
+def integer(value: Any, name: str, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+    """``value`` as an int (bools and floats refused, even 3.0) within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be an integer, got {value!r}")
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {number}")
+    return number
+
+
+def real_float(value: Any, name: str, lower: float = -math.inf, upper: float = math.inf) -> float:
+    """``value`` as a finite float in [lower, upper]; complex, bool, None and NaN refused."""
+    if isinstance(value, bool) or value is None or _is_complex(value):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be a real number, got {value!r}") from exc
+    if not (math.isfinite(number) and lower <= number <= upper):
+        raise ValueError(f"`{name}` must be a finite number in [{lower}, {upper}], got {value!r}")
+    return number
+
+
 def positive_float(value: Any, name: str) -> float:
     """``value`` as a float, which must be finite and > 0; else a ValueError naming ``name``."""
+    if _is_complex(value) or isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
@@ -19,6 +54,11 @@ def positive_float(value: Any, name: str) -> float:
     return number
 
 
+def nonnegative_float(value: Any, name: str) -> float:
+    """``value`` as a finite float >= 0; else a ValueError naming ``name``."""
+    return real_float(value, name, lower=0.0)
+
+
 def same_shape(value: Any, name: str, like: Any, like_name: str) -> None:
     """A ValueError unless ``value`` has the shape of ``like`` (both arrays or tensors)."""
     if value.shape != like.shape:
@@ -26,12 +66,29 @@ def same_shape(value: Any, name: str, like: Any, like_name: str) -> None:
                          f"got {tuple(value.shape)}")
 
 
-def real_array(value: Any, name: str) -> np.ndarray:
-    """``value`` as a float array without NaN; else a ValueError naming ``name``."""
+def real_array(value: Any, name: str, finite: bool = False) -> np.ndarray:
+    """``value`` as a float array without NaN (and without ±inf if ``finite``); complex input
+    is refused, never silently made real; else a ValueError naming ``name``."""
+    if _is_complex(value):
+        raise ValueError(f"`{name}` must be real, got complex values")
     try:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`{name}` must be a real number or array, got {value!r}") from exc
     if np.isnan(array).any():
         raise ValueError(f"`{name}` must not contain NaN")
+    if finite and not np.isfinite(array).all():
+        raise ValueError(f"`{name}` must be finite (no ±inf)")
     return array
+
+
+def floating_tensor(value: Any, name: str) -> Any:
+    """A torch tensor of a floating dtype, else a TypeError naming ``name``: integer tensors
+    would make coefficients be cast to integers (zeros, inf, NaN) and complex ones be cut."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"`{name}` must have a floating dtype, got {value.dtype}")
+    return value
