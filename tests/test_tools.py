@@ -176,3 +176,22 @@ def test_merge_streams_joins_chunks_of_one_stream_only():
     execute.merge_streams(nb)
     assert [(o.output_type, o.get("text")) for o in nb.cells[0].outputs] == [
         ("stream", "a\nb\n"), ("stream", "warn\n"), ("display_data", None), ("stream", "c\n")]
+
+
+def test_reexecuting_an_unchanged_chapter_is_byte_identical(tmp_path):
+    """A cheap chapter run twice by the executor gives the same file, byte for byte: streams
+    merged, PNGs without varying metadata, evidence rounded in the ledger metadata."""
+    cells = [
+        "import numpy as np, matplotlib.pyplot as plt\nfrom kexue_nb.checks import Ledger\n"
+        "from kexue_nb.plotting import book_style, show\nledger = Ledger('twice')",
+        "for i in range(3):\n    print('line', i, flush=True)\n"
+        "x = np.random.default_rng(0).normal(size=1000)\nprint(f'{x.mean():.3f}')",
+        "with book_style():\n    fig, ax = plt.subplots()\n    ax.plot(x[:50])\n    show(fig)",
+        "ledger.numeric('mean', 'sample mean', x.mean(), 0.0, atol=4 / 1000**0.5, basis='4 se',\n"
+        "               rules_out={'mean of the squares': 1.0})\nledger.table()",
+    ]
+    path = _write_chapter(tmp_path / "twice.ipynb", cells)
+    execute.execute_notebook(path)
+    first = path.read_bytes()
+    execute.execute_notebook(path)
+    assert path.read_bytes() == first
