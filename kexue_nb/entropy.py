@@ -60,6 +60,11 @@ _CPU_BLOCK = 2**20
 _GPU_BLOCK = 2**27
 
 
+class ConvergenceError(RuntimeError, ValueError):
+    """:func:`entropy_normalize` did not meet ``tol`` within ``max_iter`` steps (a
+    ``ValueError`` too: raise ``max_iter`` or loosen ``tol``)."""
+
+
 @dataclass(frozen=True)
 class SolveInfo:
     """How :func:`entropy_normalize` converged (``full_output=True``).
@@ -138,7 +143,15 @@ class _Rows:
 
     def per_row(self, value: Any, name: str) -> torch.Tensor:
         """``value`` (scalar or batch-shaped) as a flat (rows,) tensor on the rows' device."""
+        if isinstance(value, str | bytes):
+            raise ValueError(f"`{name}` must be a real number or array, got {value!r}")
+        if value is None or isinstance(value, bool):
+            raise TypeError(f"`{name}` must be a real number or array, got {value!r}")
+        if value.is_complex() if _is_tensor(value) else np.iscomplexobj(value):
+            raise ValueError(f"`{name}` must be real, got complex values")
         if _is_tensor(value):
+            if value.dtype == torch.bool:
+                raise TypeError(f"`{name}` must be a real tensor, got dtype torch.bool")
             tensor = value.to(device=self.device, dtype=self.dtype)
         else:
             try:
@@ -347,6 +360,9 @@ def _solve_block(
     log_top = torch.log(top)
     spread = log_top - torch.log(bottom)
     gap = log_top - torch.log(second)
+    # A second value within round-off of the maximum can make the difference of logs 0 (then
+    # Γ_hi would be inf and the iteration NaN): take log(top/second) = log1p((top − second)/second).
+    gap = torch.where(gap > 0, gap, torch.log1p((top - second) / second))
     delta = target - log_m
     c = 1 + torch.log((s - m).to(dtype))
     big = torch.clamp(c + torch.log(2 / delta), min=1)
@@ -437,10 +453,16 @@ def _solve_block(
             log_s_a, log_m_a, phi_target = log_s_a[keep], log_m_a[keep], phi_target[keep]
             x = x[keep]
     worst = float(error.max())
+    if not (math.isfinite(worst) and bool(torch.isfinite(gamma).all())):
+        raise ConvergenceError(
+            "entropy_normalize could not resolve `p`: the target needs an exponent beyond the "
+            "float range (entries of `p` within round-off of its maximum); tie them exactly"
+        )
     if worst > 100 * tol:  # only a bracket shrunk to round-off may stop a row above tol
-        raise RuntimeError(
+        raise ConvergenceError(
             f"entropy_normalize did not converge in `max_iter` = {max_iter} steps: "
-            f"|H - target| = {worst:.3g} > tol = {tol:.3g}"
+            f"|H - target| = {worst:.3g} > tol = {tol:.3g} (raise `max_iter`; or `p` has "
+            f"entries within round-off of its maximum: tie them exactly)"
         )
     return gamma, iterations, exps, bisections, worst
 
@@ -490,7 +512,7 @@ def entropy_normalize(
         tol = 1e-11 if rows.dtype == torch.float64 else 1e-5
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not (0 < tol < 1):
         raise ValueError(f"`tol` must be a number in (0, 1), got {tol!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
     target_rows = rows.per_row(target, "target")
     t = target_rows.detach()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from ._validation import positive_float, real_array
+from ._validation import _is_complex, positive_float, real_array
 
 __all__ = [
     "TOY_LABELS",
@@ -47,6 +47,12 @@ __all__ = [
 TOY_X = (-0.25, 0.0, 0.25)
 #: Their labels l (−1 negative, +1 positive).
 TOY_LABELS = (-1, -1, 1)
+#: Most Gauss–Hermite nodes: NumPy's rule returns NaN weights from 372 nodes on (overflow).
+MAX_NODES = 350
+#: Above this slope k the toy optimum is the asymptotic b(k) = 1/8 + log1p(e^{−k/4})/(2k): the
+#: sigmoids in the stationarity condition underflow near k ≈ 5.8e3, and the neglected terms
+#: are of relative size e^{−k/8} < 1e-222 here.
+_TOY_ASYMPTOTIC_K = 4096.0
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -56,7 +62,15 @@ def _is_tensor(value: Any) -> bool:
 
 def _check_sigma(sigma: Any) -> None:
     """Raise unless every entry of ``sigma`` is a finite positive number."""
+    if isinstance(sigma, str | bytes):
+        raise ValueError(f"`sigma` must be a positive number or array, got {sigma!r}")
+    if sigma is None or isinstance(sigma, bool):
+        raise TypeError(f"`sigma` must be a positive number or array, got {sigma!r}")
+    if _is_complex(sigma):
+        raise ValueError(f"`sigma` must be real and > 0, got complex values {sigma!r}")
     if _is_tensor(sigma):
+        if sigma.dtype == __import__("torch").bool:
+            raise TypeError(f"`sigma` must be a positive number or array, got dtype {sigma.dtype}")
         values = sigma.detach()
         bad = bool(((values <= 0) | ~values.isfinite()).any())
     else:
@@ -69,6 +83,12 @@ def _check_sigma(sigma: Any) -> None:
         raise ValueError(f"`sigma` must be finite and > 0, got {sigma!r}")
 
 
+def _positive_k(k: Any) -> float:
+    if isinstance(k, str | bytes):
+        raise ValueError(f"`k` must be a positive finite number, got {k!r}")
+    return positive_float(k, "k")
+
+
 def gauss_hermite_normal(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ε_k and weights w_k with Σ_k w_k g(ε_k) ≈ E g(ε), ε ~ N(0, 1).
 
@@ -77,6 +97,8 @@ def gauss_hermite_normal(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if isinstance(nodes, bool) or not isinstance(nodes, int | np.integer) or nodes < 2:
         raise ValueError(f"`nodes` must be an integer >= 2, got {nodes!r}")
+    if nodes > MAX_NODES:
+        raise ValueError(f"`nodes` must be an integer in [2, {MAX_NODES}], got {nodes!r}")
     t, w = np.polynomial.hermite.hermgauss(int(nodes))
     return math.sqrt(2.0) * t, w / math.sqrt(math.pi)
 
@@ -102,12 +124,30 @@ def binary_expected_accuracy(margin: Any, sigma: Any = 1.0) -> Any:
     if _is_tensor(margin):
         import torch
 
+        if margin.is_complex():
+            raise ValueError(f"`margin` must be real, got dtype {margin.dtype}")
+        if margin.dtype == torch.bool:
+            raise TypeError("`margin` must be a real tensor, got dtype torch.bool")
         if not margin.is_floating_point():
             margin = margin.to(torch.get_default_dtype())
         if bool(margin.detach().isnan().any()):
             raise ValueError("`margin` must not contain NaN")
+        try:
+            torch.broadcast_shapes(tuple(margin.shape), tuple(np.shape(sigma)))
+        except RuntimeError as exc:
+            raise ValueError(f"`sigma` shape {tuple(np.shape(sigma))} must broadcast against "
+                             f"`margin` shape {tuple(margin.shape)}") from exc
         return torch.special.ndtr(margin / sigma)
-    return special.ndtr(real_array(margin, "margin") / np.asarray(sigma, dtype=float))
+    if margin is None or isinstance(margin, str | bytes):
+        raise ValueError(f"`margin` must be a real number or array, got {margin!r}")
+    m = real_array(margin, "margin")
+    s = np.asarray(sigma, dtype=float)
+    try:
+        np.broadcast_shapes(m.shape, s.shape)
+    except ValueError as exc:
+        raise ValueError(f"`sigma` shape {s.shape} must broadcast against `margin` shape "
+                         f"{m.shape}") from exc
+    return special.ndtr(m / s)
 
 
 def expected_accuracy(
@@ -144,12 +184,23 @@ def expected_accuracy(
     """
     eps, weights = gauss_hermite_normal(nodes)
     _check_sigma(sigma)
+    if not isinstance(log, bool | np.bool_):
+        raise TypeError(f"`log` must be a bool, got {log!r}")
     if _is_tensor(logits):
+        import torch
+
+        if logits.dtype in (torch.float16, torch.bfloat16):  # log_ndtr needs float32 or wider
+            result = _expected_accuracy_torch(logits.float(), labels, sigma, eps, weights, log)
+            return result.to(logits.dtype)
         return _expected_accuracy_torch(logits, labels, sigma, eps, weights, log)
+    if logits is None or _is_complex(logits):
+        raise ValueError(f"`logits` must be a real array, got {logits!r}")
     try:
         mu = np.asarray(logits, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`logits` must be a real array, got {logits!r}") from exc
+    if np.isinf(mu).any():
+        raise ValueError("`logits` must be finite (no ±inf)")
     label_array = np.asarray(labels.detach().cpu() if _is_tensor(labels) else labels)
     y = _check_labels(label_array, mu.shape, bool(np.isnan(mu).any()))
     s = np.asarray(sigma, dtype=float)
@@ -193,10 +244,15 @@ def _expected_accuracy_torch(
 
     if not logits.is_floating_point():
         raise ValueError(f"`logits` must be a floating-point tensor, got dtype {logits.dtype}")
+    if bool(logits.detach().isinf().any()):
+        raise ValueError("`logits` must be finite (no ±inf)")
     label_array = labels.detach().cpu().numpy() if _is_tensor(labels) else np.asarray(labels)
     _check_labels(label_array, tuple(logits.shape), bool(logits.detach().isnan().any()))
     y = torch.as_tensor(label_array, dtype=torch.long, device=logits.device)
-    s = sigma if _is_tensor(sigma) else torch.as_tensor(sigma, dtype=logits.dtype)
+    try:
+        s = sigma if _is_tensor(sigma) else torch.as_tensor(sigma, dtype=logits.dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"`sigma` must be a positive number or array, got {sigma!r}") from exc
     s = s.to(device=logits.device)
     if not s.is_floating_point():
         s = s.to(logits.dtype)
@@ -221,9 +277,11 @@ def _expected_accuracy_torch(
 # -- the toy problem -----------------------------------------------------------------------------
 def _toy_margins(b: Any, k: float) -> np.ndarray:
     """l·f(x) = l·k(x − b) for the three toy points, shape ``b.shape + (3,)``."""
-    bb = real_array(b, "b")
+    if b is None or isinstance(b, bool | np.bool_ | str | bytes):
+        raise TypeError(f"`b` must be a real number or array, got {b!r}")
+    bb = real_array(b, "b", finite=True)
     x, labels = np.asarray(TOY_X), np.asarray(TOY_LABELS, dtype=float)
-    return labels * positive_float(k, "k") * (x - bb[..., None])
+    return labels * _positive_k(k) * (x - bb[..., None])
 
 
 def toy_cross_entropy(b: Any, k: float = 1.0) -> np.ndarray:
@@ -252,13 +310,23 @@ def toy_cross_entropy_optimum(k: float = 1.0) -> float:
 
         σ(k(b − 0.25)) − σ(−k(0.25 + b)) − σ(−k b) = 0,
 
-    found by Brent's method on [−1, 2] (the derivative is increasing and changes sign there).
-    b(1) ≈ 0.700; b(k) → 1/8, the max-margin boundary, as k → ∞.
+    found by Brent's method on [−1, 2] (the derivative is increasing and changes sign there
+    for k >= 0.35; for smaller k on [−1, 4/k]).
+    b(1) ≈ 0.700; b(k) → 1/8, the max-margin boundary, as k → ∞. For k > 4096, where the
+    sigmoids underflow, the root is the asymptotic b(k) = 1/8 + log1p(e^{−k/4})/(2k): with
+    σ(z) ≈ e^{z} for z ≪ 0 the condition reads e^{k(b−1/4)} = e^{−kb}(1 + e^{−k/4}), and the
+    neglected factors differ from 1 by about e^{−k/8}.
     """
-    kk = positive_float(k, "k")
+    kk = _positive_k(k)
+    if kk < 1e-300:
+        raise ValueError(f"`k` must be >= 1e-300 (the optimum, about 2/(3k), overflows), got {k!r}")
+    if kk > _TOY_ASYMPTOTIC_K:
+        return 0.125 + math.log1p(math.exp(-kk / 4)) / (2 * kk)
 
     def slope(b: float) -> float:
         return float(special.expit(kk * (b - 0.25)) - special.expit(-kk * (0.25 + b))
                      - special.expit(-kk * b))
 
-    return float(optimize.brentq(slope, -1.0, 2.0, xtol=1e-15, rtol=4 * np.finfo(float).eps))
+    # For k < 1/3 or so the root, about 2/(3k) as k → 0, lies beyond 2: widen the bracket.
+    upper = 2.0 if slope(2.0) >= 0 else 4.0 / kk
+    return float(optimize.brentq(slope, -1.0, upper, xtol=1e-15, rtol=4 * np.finfo(float).eps))

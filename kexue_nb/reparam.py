@@ -58,6 +58,12 @@ _HERMITE_NODES = 96
 #: Trapezoidal step and half-width for the logistic law.
 _LOGISTIC_STEP = 0.25
 _LOGISTIC_HALF_WIDTH = 38.0
+#: Most values a quadrature rule's work array may hold (2**27 float64 values, 1 GiB); larger
+#: ``mu`` (rows × classes) are refused up front with this limit in the message.
+MAX_WORK_ELEMENTS = 2**27
+#: Most quantile levels K, and most Monte Carlo draws (n_samples × mu.size) in one call.
+MAX_K = 10**6
+MAX_MC_DRAWS = 10**9
 
 _STD = {
     "gumbel": math.pi / math.sqrt(6.0),
@@ -81,8 +87,16 @@ def _as_tensor(mu: Any) -> tuple[torch.Tensor, bool]:
     if is_tensor:
         if mu.is_complex():
             raise ValueError(f"`mu` must be real, got dtype {mu.dtype}")
+        if mu.dtype == torch.bool:
+            raise TypeError("`mu` must hold real scores, got dtype torch.bool")
         tensor = mu if mu.is_floating_point() else mu.to(torch.float64)
     else:
+        if isinstance(mu, str | bytes) or np.asarray(mu).dtype.kind in "US":
+            raise ValueError(f"`mu` must be a real array of scores, got {mu!r}")
+        if mu is None or isinstance(mu, bool | np.bool_) or np.asarray(mu).dtype == bool:
+            raise TypeError(f"`mu` must hold real scores, got {mu!r}")
+        if np.iscomplexobj(mu) or isinstance(mu, complex):
+            raise ValueError("`mu` must be real, got complex values")
         try:
             array = np.asarray(mu, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -97,6 +111,28 @@ def _as_tensor(mu: Any) -> tuple[torch.Tensor, bool]:
     if not bool(torch.isfinite(tensor.detach()).all()):
         raise ValueError("`mu` must be finite (no NaN or infinity)")
     return tensor, is_tensor
+
+
+def _check_work(tensor: torch.Tensor, per_row: int, what: str) -> None:
+    """Refuse ``mu`` whose quadrature work array (rows × ``per_row`` values) is too large."""
+    rows = tensor.numel() // max(tensor.shape[-1], 1)
+    if rows * per_row > MAX_WORK_ELEMENTS:
+        raise ValueError(
+            f"`mu` of shape {tuple(tensor.shape)} is too large for {what}: the rule would hold "
+            f"{rows * per_row:.3g} values; the limit is {MAX_WORK_ELEMENTS}"
+        )
+
+
+def _work_per_row(noise: str, n: int) -> int:
+    if noise == "gumbel":
+        return n
+    if noise == "normal":
+        return n * n * _HERMITE_NODES
+    if noise == "logistic":
+        return n * n * (int(round(2 * _LOGISTIC_HALF_WIDTH / _LOGISTIC_STEP)) + 1)
+    if noise == "exponential":
+        return n * n * (n // 2 + 1)
+    return n * (2 * n - 1) * (n // 2 + 1) * n  # uniform: (i, piece, node, j)
 
 
 def _output(p: torch.Tensor, is_tensor: bool) -> Any:
@@ -199,6 +235,7 @@ def argmax_probabilities(mu: Any, noise: str = "gumbel") -> Any:
     """
     noise = _check_noise(noise)
     tensor, is_tensor = _as_tensor(mu)
+    _check_work(tensor, _work_per_row(noise, tensor.shape[-1]), f"noise = {noise!r}")
     if noise == "gumbel":
         return _output(torch.softmax(tensor, dim=-1), is_tensor)
     return _output(_RULES[noise](tensor), is_tensor)
@@ -215,7 +252,11 @@ def quantile_rule_probabilities(mu: Any, K: int) -> Any:
     """
     if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
         raise ValueError(f"`K` must be a positive integer, got {K!r}")
+    if K > MAX_K:
+        raise ValueError(f"`K` must be an integer in [1, {MAX_K}], got {K!r}")
     tensor, is_tensor = _as_tensor(mu)
+    n = tensor.shape[-1]
+    _check_work(tensor, n * n * int(K), f"K = {int(K)}")
     levels = np.arange(1, int(K) + 1) / (int(K) + 1.0)
     nodes = torch.as_tensor(ndtri(levels), dtype=tensor.dtype, device=tensor.device)
     weights = torch.full_like(nodes, 1.0 / int(K))
@@ -263,6 +304,11 @@ def argmax_probabilities_mc(
     scores = tensor.detach().cpu().to(torch.float64).numpy()
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
         raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
+    if int(n_samples) * max(scores.size, 1) > MAX_MC_DRAWS:
+        raise ValueError(
+            f"`n_samples` = {n_samples} is too large for `mu` of size {scores.size}: the limit is "
+            f"n_samples * mu.size <= {MAX_MC_DRAWS}"
+        )
     if not isinstance(generator, np.random.Generator):
         raise ValueError(
             f"`generator` must be a numpy.random.Generator, got {type(generator).__name__}"

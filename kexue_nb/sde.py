@@ -35,7 +35,7 @@ import scipy.sparse
 from scipy.linalg import lapack
 from tqdm import tqdm
 
-from ._validation import positive_float
+from ._validation import _is_complex, positive_float, real_array
 
 __all__ = [
     "FokkerPlanckSolution",
@@ -52,10 +52,31 @@ __all__ = [
 ]
 
 NOISE_KINDS = ("scalar", "diagonal", "matrix")
+#: Most time steps one call of :func:`euler_maruyama` or :func:`solve_fokker_planck` may take.
+MAX_STEPS = 10**7
+#: Most values the saved states may hold (2**27 float64 values, 1 GiB).
+MAX_SAVED_ELEMENTS = 2**27
+#: Largest dimension d of the matrices of :func:`linear_gaussian` / :func:`lyapunov_covariance`.
+MAX_DIM = 500
+#: Most cells of the Fokker–Planck grid.
+MAX_CELLS = 10**7
 
 
 # -- validation helpers -----------------------------------------------------------------------
+def _positive(value: Any, name: str) -> float:
+    """:func:`positive_float`, with text refused too (``float("1")`` would accept it)."""
+    if isinstance(value, str | bytes):
+        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
+    return positive_float(value, name)
+
+
 def _finite_float(value: Any, name: str) -> float:
+    if isinstance(value, str | bytes):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}")
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be a finite number, got {value!r}")
+    if _is_complex(value):
+        raise ValueError(f"`{name}` must be a real finite number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
@@ -65,10 +86,31 @@ def _finite_float(value: Any, name: str) -> float:
     return number
 
 
-def _positive_int(value: Any, name: str) -> int:
+def _positive_int(value: Any, name: str, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be an integer in [1, {maximum}], got {value!r}")
     return int(value)
+
+
+def _real_values(value: Any, name: str) -> np.ndarray:
+    """A callable's result as a float array; complex results are refused, not made real."""
+    if _is_complex(value):
+        raise ValueError(f"`{name}` must return real values, got complex ones")
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must return real numbers, got {type(value).__name__}") from exc
+
+
+def _check_saved(steps: int, stride: int, size: int) -> None:
+    saved = (steps // stride + 1) * size
+    if saved > MAX_SAVED_ELEMENTS:
+        raise ValueError(
+            f"`save_every` = {stride} keeps {steps // stride + 1} states of {size} values "
+            f"({saved} in all); the limit is {MAX_SAVED_ELEMENTS}: save less often"
+        )
 
 
 def _save_stride(save_every: int | None, steps: int) -> int:
@@ -143,10 +185,10 @@ def euler_maruyama(
     Paths
         ``t`` of shape ``(K,)`` and ``x`` of shape ``(K, *x0.shape)``.
     """
-    if noise not in NOISE_KINDS:
+    if not isinstance(noise, str) or noise not in NOISE_KINDS:
         raise ValueError(f"`noise` must be one of {NOISE_KINDS}, got {noise!r}")
-    dt = positive_float(dt, "dt")
-    steps = _positive_int(steps, "steps")
+    dt = _positive(dt, "dt")
+    steps = _positive_int(steps, "steps", MAX_STEPS)
     t0 = _finite_float(t0, "t0")
     stride = _save_stride(save_every, steps)
     if not callable(f):
@@ -166,7 +208,17 @@ def euler_maruyama(
         if not x0.is_floating_point():
             raise ValueError(f"`x0` must have a floating dtype, got {x0.dtype}")
         x = x0.clone()
-        xp_asarray = lambda v: torch.as_tensor(v, dtype=x.dtype, device=x.device)  # noqa: E731
+
+        def xp_asarray(v: Any, name: str) -> Any:
+            if (v.is_complex() if isinstance(v, torch.Tensor) else _is_complex(v)):
+                raise ValueError(f"`{name}` must return real values, got complex ones")
+            try:
+                return torch.as_tensor(v, dtype=x.dtype, device=x.device)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise ValueError(
+                    f"`{name}` must return real numbers, got {type(v).__name__}"
+                ) from exc
+
         all_finite = lambda v: bool(torch.isfinite(v).all())  # noqa: E731
         all_positive = lambda v: bool((v > 0).all())  # noqa: E731
         stack = torch.stack
@@ -180,8 +232,13 @@ def euler_maruyama(
                 f"`generator` must be a numpy.random.Generator for a NumPy `x0`, "
                 f"got {type(generator).__name__}"
             )
-        x = np.array(x0, dtype=float)
-        xp_asarray = lambda v: np.asarray(v, dtype=float)  # noqa: E731
+        if x0 is None or _is_complex(x0):
+            raise ValueError(f"`x0` must be a real array, got {x0!r}")
+        try:
+            x = np.array(x0, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`x0` must be a real array, got {x0!r}") from exc
+        xp_asarray = _real_values
         all_finite = lambda v: bool(np.isfinite(v).all())  # noqa: E731
         all_positive = lambda v: bool((v > 0).all())  # noqa: E731
         stack = np.stack
@@ -197,12 +254,21 @@ def euler_maruyama(
         raise ValueError(f"`x0` must have shape (n, d) for matrix noise, got {tuple(x.shape)}")
     n = x.shape[0]
     sqrt_dt = math.sqrt(dt)
+    _check_saved(steps, stride, int(np.prod(tuple(x.shape))))
 
     def increment(t: float) -> Any:
-        drift = xp_asarray(f(x, t))
+        drift = xp_asarray(f(x, t), "f")
+        if not all_finite(drift) and not all_finite(x):
+            raise ValueError(
+                f"the simulation overflowed (non-finite states at t = {t:g}): reduce `dt` = "
+                f"{dt:g} or check `f` and `g`"
+            )
         if not all_finite(drift):
             raise ValueError(f"`f` must return finite values; it did not at t = {t:g}")
-        gval = xp_asarray(g(x, t))
+        if np.broadcast_shapes(tuple(drift.shape), tuple(x.shape)) != tuple(x.shape):
+            raise ValueError(f"`f` must return an array of x's shape {tuple(x.shape)} (or one "
+                             f"that broadcasts to it), got shape {tuple(drift.shape)}")
+        gval = xp_asarray(g(x, t), "g")
         if not all_finite(gval):
             raise ValueError(f"`g` must return finite values; it did not at t = {t:g}")
         if noise == "matrix":
@@ -224,6 +290,11 @@ def euler_maruyama(
                     )
                 if gval.ndim == 1 and x.ndim == 2:
                     gval = gval[:, None]
+            elif np.broadcast_shapes(tuple(gval.shape), tuple(x.shape)) != tuple(x.shape):
+                raise ValueError(
+                    f"`g` must return values broadcastable to x's shape {tuple(x.shape)} for "
+                    f"diagonal noise, got shape {tuple(gval.shape)}"
+                )
             shock = gval * normal(tuple(x.shape))
         return drift * dt + shock * sqrt_dt
 
@@ -233,6 +304,11 @@ def euler_maruyama(
         if k % stride == 0:
             times.append(t0 + k * dt)
             saved.append(x)
+    if not all_finite(x):
+        raise ValueError(
+            f"the simulation overflowed (non-finite states at t = {t0 + steps * dt:g}): "
+            f"reduce `dt` = {dt:g} or check `f` and `g`"
+        )
     return Paths(t=np.asarray(times), x=stack(saved))
 
 
@@ -248,18 +324,30 @@ def ou_mean_var(
 
     the Gaussian solution of the Fokker–Planck equation (24) of 9461 for a linear drift.
     """
-    theta = positive_float(theta, "theta")
-    g = positive_float(g, "g")
+    theta = _positive(theta, "theta")
+    g = _positive(g, "g")
     m0, mu = _finite_float(m0, "m0"), _finite_float(mu, "mu")
     s0 = _finite_float(s0, "s0")
     if s0 < 0:
         raise ValueError(f"`s0` must be >= 0, got {s0!r}")
-    t = np.asarray(t, dtype=float)
+    for name, value in (("g", g), ("s0", s0)):
+        if value > 1e154:  # its square would overflow float64
+            raise ValueError(
+                f"`{name}` must be at most 1e154 (its square overflows), got {value!r}"
+            )
+    if t is None or isinstance(t, str | bytes):
+        raise ValueError(f"`t` must be finite and >= 0, got {t!r}")
+    t = real_array(t, "t")
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError("`t` must be finite and >= 0")
     decay = np.exp(-theta * t)
     mean = mu + (m0 - mu) * decay
     var = s0**2 * decay**2 - g**2 * np.expm1(-2 * theta * t) / (2 * theta)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
+        raise ValueError(
+            f"the variance overflows float64 for `g` = {g!r}, `theta` = {theta!r} and `s0` = "
+            f"{s0!r}: g^2/(2 theta) and s0^2 must stay below 1.8e308"
+        )
     return mean, var
 
 
@@ -278,19 +366,42 @@ def ou_density(
     mean, var = ou_mean_var(t, theta, g, m0=m0, s0=s0, mu=mu)
     if np.any(var <= 0):
         raise ValueError("`t` must be > 0 when `s0` = 0 (the law at t = 0 is a point mass)")
-    x = np.asarray(x, dtype=float)
+    if x is None:
+        raise ValueError("`x` must be a real number or array, got None")
+    x = real_array(x, "x")
     return np.exp(-((x - mean) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)
 
 
 def _square(matrix: Any, name: str) -> np.ndarray:
-    a = np.atleast_2d(np.asarray(matrix, dtype=float))
+    if matrix is None or _is_complex(matrix):
+        raise ValueError(f"`{name}` must be a finite real square matrix, got {matrix!r}")
+    try:
+        a = np.atleast_2d(np.asarray(matrix, dtype=float))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a finite real square matrix, got {matrix!r}") from exc
     if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.all(np.isfinite(a)):
         raise ValueError(f"`{name}` must be a finite square matrix, got shape {np.shape(matrix)}")
+    if a.shape[0] > MAX_DIM:
+        raise ValueError(f"`{name}` must be at most {MAX_DIM} x {MAX_DIM}, got {a.shape}")
     return a
 
 
+def _real_vector(value: Any, name: str, d: int) -> np.ndarray:
+    if value is None or _is_complex(value):
+        raise ValueError(f"`{name}` must be a finite real vector of length {d}, got {value!r}")
+    try:
+        return np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a finite real vector of length {d}") from exc
+
+
 def _noise_matrix(G: Any, d: int) -> np.ndarray:
-    gm = np.asarray(G, dtype=float)
+    if G is None or _is_complex(G):
+        raise ValueError(f"`G` must be a finite real number or a ({d}, m) matrix, got {G!r}")
+    try:
+        gm = np.asarray(G, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`G` must be a finite real number or a ({d}, m) matrix") from exc
     if gm.ndim == 0:
         gm = gm * np.eye(d)
     if gm.ndim != 2 or gm.shape[0] != d or not np.all(np.isfinite(gm)):
@@ -335,13 +446,18 @@ def linear_gaussian(
     t = _finite_float(t, "t")
     if t < 0:
         raise ValueError(f"`t` must be >= 0, got {t!r}")
-    m0 = np.asarray(m0, dtype=float).reshape(-1)
+    m0 = _real_vector(m0, "m0", d)
     if m0.shape != (d,) or not np.all(np.isfinite(m0)):
         raise ValueError(f"`m0` must be a finite vector of length {d}, got shape {np.shape(m0)}")
     s0 = _square(S0, "S0")
     if s0.shape != (d, d) or not np.allclose(s0, s0.T):
         raise ValueError(f"`S0` must be a symmetric ({d}, {d}) matrix")
-    bv = np.zeros(d) if b is None else np.asarray(b, dtype=float).reshape(-1)
+    smallest = float(np.linalg.eigvalsh((s0 + s0.T) / 2).min())
+    if smallest < -1e-12 * max(1.0, float(np.abs(s0).max())):
+        raise ValueError(
+            f"`S0` must be positive semi-definite (a covariance), got an eigenvalue {smallest:.6g}"
+        )
+    bv = np.zeros(d) if b is None else _real_vector(b, "b", d)
     if bv.shape != (d,) or not np.all(np.isfinite(bv)):
         raise ValueError(f"`b` must be a finite vector of length {d}, got shape {np.shape(b)}")
 
@@ -367,6 +483,10 @@ def linear_gaussian(
         noise_cov = noise_cov + e_tau @ noise_cov @ e_tau.T
         e_tau = e_tau @ e_tau
     cov = e_at @ s0 @ e_at.T + noise_cov
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise ValueError(
+            f"the law overflows float64 at `t` = {t!r}: e^(A t) is too large for this `A`"
+        )
     return mean, (cov + cov.T) / 2
 
 
@@ -380,6 +500,8 @@ def lyapunov_covariance(A: Any, G: Any) -> np.ndarray:
     if np.max(np.linalg.eigvals(a).real) >= 0:
         raise ValueError("`A` must be stable (all eigenvalues with negative real part)")
     cov = scipy.linalg.solve_continuous_lyapunov(a, -(gm @ gm.T))
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("the stationary covariance overflows float64 for this `A` and `G`")
     return (cov + cov.T) / 2
 
 
@@ -399,10 +521,24 @@ def stationary_density(
     """
     if not callable(U):
         raise ValueError(f"`U` must be a callable U(x), got {type(U).__name__}")
-    g = positive_float(g, "g")
+    g = _positive(g, "g")
+    for name, value in (("lower", lower), ("upper", upper)):
+        if value is None or isinstance(value, bool | np.bool_) or _is_complex(value):
+            raise ValueError(f"`{name}` must be a real number or ±inf, got {value!r}")
+        try:
+            float(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`{name}` must be a real number or ±inf, got {value!r}") from exc
     lower, upper = float(lower), float(upper)
     if math.isnan(lower) or math.isnan(upper) or not lower < upper:
         raise ValueError(f"`lower` must be < `upper`, got {lower!r} and {upper!r}")
+    probe = 0.5 * (lower + upper) if math.isfinite(lower + upper) else (
+        lower if math.isfinite(lower) else upper if math.isfinite(upper) else 0.0)
+    try:  # complex potentials are refused before the minimiser sees them
+        probe_value = U(probe)
+    except Exception:  # noqa: BLE001 - U may be undefined at the probe; the solver decides
+        probe_value = 0.0
+    _real_values(probe_value, "U")
     if math.isfinite(lower) and math.isfinite(upper):
         found = scipy.optimize.minimize_scalar(U, bounds=(lower, upper), method="bounded")
     else:
@@ -413,7 +549,7 @@ def stationary_density(
     scale = 2.0 / g**2
 
     def unnormalised(x: Any) -> Any:
-        return np.exp(-scale * (np.asarray(U(x), dtype=float) - shift))
+        return np.exp(-scale * (_real_values(U(x), "U") - shift))
 
     z, _ = scipy.integrate.quad(unnormalised, lower, upper, limit=200)
     if not (math.isfinite(z) and z > 0):
@@ -422,7 +558,9 @@ def stationary_density(
         )
 
     def density(x: Any) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
+        if x is None:
+            raise ValueError("`x` must be a real number or array, got None")
+        x = real_array(x, "x")
         inside = (x >= lower) & (x <= upper)
         with np.errstate(over="ignore", invalid="ignore"):
             values = np.where(inside, unnormalised(np.where(inside, x, 0.0)) / z, 0.0)
@@ -435,24 +573,41 @@ def stationary_density(
 def bernoulli(z: Any) -> np.ndarray:
     r"""The Bernoulli function :math:`B(z) = z/(e^z - 1)`, with :math:`B(0) = 1`, computed
     stably (``expm1``; series near 0; no overflow for large ``|z|``). It weights the
-    Scharfetter–Gummel flux; :math:`B(-z) = B(z) + z`."""
-    z = np.asarray(z, dtype=float)
+    Scharfetter–Gummel flux; :math:`B(-z) = B(z) + z`. The limits are kept at the ends:
+    B(+inf) = 0 and B(−inf) = +inf; NaN and complex ``z`` are refused."""
+    if z is None or isinstance(z, str | bytes):
+        raise ValueError(f"`z` must be a real number or array, got {z!r}")
+    z = real_array(z, "z")
     small = np.abs(z) < 1e-6
     safe = np.where(small, 1.0, z)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         far = safe / np.expm1(safe)
-    return np.where(small, 1.0 - z / 2 + z**2 / 12, far)
+        far = np.where(z == math.inf, 0.0, far)  # inf/inf: the limit z e^{−z} → 0
+        return np.where(small, 1.0 - z / 2 + z**2 / 12, far)
 
 
 def _edges(edges: Any) -> np.ndarray:
-    e = np.asarray(edges, dtype=float)
+    if edges is None or _is_complex(edges):
+        raise ValueError(f"`edges` must be a strictly increasing finite real 1-D array, "
+                         f"got {edges!r}")
+    try:
+        e = np.asarray(edges, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("`edges` must be a strictly increasing finite 1-D array") from exc
+    if e.ndim == 1 and e.size - 1 > MAX_CELLS:
+        raise ValueError(f"`edges` must hold at most {MAX_CELLS + 1} edges, got {e.size}")
     if e.ndim != 1 or e.size < 3 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
         raise ValueError("`edges` must be a strictly increasing finite 1-D array of >= 3 edges")
     return e
 
 
 def _values_at(func: Callable[[Any, float], Any], x: np.ndarray, t: float, name: str) -> Any:
-    values = np.broadcast_to(np.asarray(func(x, t), dtype=float), x.shape)
+    raw = _real_values(func(x, t), name)
+    try:
+        values = np.broadcast_to(raw, x.shape)
+    except ValueError as exc:
+        raise ValueError(f"`{name}` must return values broadcastable to shape {x.shape}, got "
+                         f"shape {raw.shape}") from exc
     if not np.all(np.isfinite(values)):
         raise ValueError(f"`{name}` must return finite values; it did not at t = {t:g}")
     return values
@@ -484,6 +639,12 @@ def _tridiagonal(
     main[1:] -= right / widths[1:]
     upper = right / widths[:-1]  # L[i, i+1]
     lower = left / widths[1:]  # L[i+1, i]
+    if not (np.all(np.isfinite(main)) and np.all(np.isfinite(upper))
+            and np.all(np.isfinite(lower))):
+        raise ValueError(
+            f"the Fokker-Planck operator overflows at t = {t:g}: `f` is too large against "
+            f"`g`^2 / 2 on these `edges` (drift * spacing / diffusion must stay finite)"
+        )
     return lower, main, upper
 
 
@@ -526,8 +687,17 @@ class FokkerPlanckSolution:
     def cdf(self, k: int = -1) -> Callable[[Any], np.ndarray]:
         """The distribution function of saved state ``k``: piecewise linear through the
         cumulative cell masses (exact at the edges for a piecewise-constant density)."""
+        count = len(self.p)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not -count <= k < count:
+            raise ValueError(f"`k` must be an integer in [{-count}, {count - 1}], got {k!r}")
         cumulative = np.concatenate([[0.0], np.cumsum(self.p[k] * np.diff(self.edges))])
-        return lambda x: np.interp(x, self.edges, cumulative)
+
+        def cdf(x: Any) -> np.ndarray:
+            if x is None:
+                raise ValueError("`x` must be a real number or array, got None")
+            return np.interp(real_array(x, "x"), self.edges, cumulative)
+
+        return cdf
 
 
 def solve_fokker_planck(
@@ -599,14 +769,26 @@ def solve_fokker_planck(
     if method not in ("mprk22", "euler"):
         raise ValueError(f"`method` must be 'mprk22' or 'euler', got {method!r}")
     e = _edges(edges)
-    dt = positive_float(dt, "dt")
-    steps = _positive_int(steps, "steps")
+    dt = _positive(dt, "dt")
+    steps = _positive_int(steps, "steps", MAX_STEPS)
     t0 = _finite_float(t0, "t0")
     stride = _save_stride(save_every, steps)
-    mass_tol = positive_float(mass_tol, "mass_tol")
+    mass_tol = _positive(mass_tol, "mass_tol")
     widths = np.diff(e)
     centres = (e[:-1] + e[1:]) / 2
-    p = np.array(p0(centres) if callable(p0) else p0, dtype=float)
+    _check_saved(steps, stride, centres.size)
+    if p0 is None:
+        raise ValueError("`p0` must be a callable or an array of cell values, got None")
+    p = _real_values(p0(centres), "p0") if callable(p0) else None
+    if p is None:
+        if _is_complex(p0):
+            raise ValueError("`p0` must be real, got complex values")
+        try:
+            p = np.array(p0, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`p0` must be an array of {centres.size} real cell values") from exc
+    else:
+        p = np.array(p, dtype=float)
     if p.shape != centres.shape:
         raise ValueError(f"`p0` must give {centres.size} cell values, got shape {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
@@ -614,8 +796,8 @@ def solve_fokker_planck(
     mass0 = float(widths @ p)
     if abs(mass0 - 1) > mass_tol:
         raise ValueError(
-            f"`edges` must cover the initial mass: the grid holds {mass0:.6g} of it, "
-            f"more than `mass_tol` = {mass_tol:g} away from 1"
+            f"`p0` must have mass 1 on the grid and `edges` must cover it: the grid holds "
+            f"{mass0:.6g}, more than `mass_tol` = {mass_tol:g} away from 1"
         )
 
     def operator(t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -31,6 +31,8 @@ import numpy as np
 import sympy
 from tqdm import tqdm
 
+from ._validation import real_array
+
 __all__ = [
     "Estimate",
     "covering_sector",
@@ -49,6 +51,27 @@ _TWO_PI = 2.0 * math.pi
 #: Largest dimension :func:`sample_ball` accepts: it samples by rejection from the cube, whose
 #: acceptance rate (the ball's share of the cube) is 1.6 % at d = 8 and falls fast after.
 MAX_BALL_DIM = 8
+#: Most work the exact tail sum may take: (number of terms) × (n − 1), about half a second.
+#: Larger sizes are refused up front unless the result is decided without the sum (an
+#: underflow to 0.0 for a float angle, or 1 once θ >= 2π(1 − 1/n)).
+MAX_EXACT_WORK = 500_000
+#: Largest n for an irrational SymPy angle (the exact polynomial in θ has n terms).
+MAX_SYMPY_N = 500
+#: Largest n for :func:`sector_breakpoints` and :func:`expected_longest_piece` (exact SymPy
+#: results) and for :func:`wendel_probability` (an exact fraction with denominator 2^{n−1});
+#: their exact results stay within Python's 4300-digit int-to-str limit.
+MAX_BREAKPOINTS_N = 10_000
+MAX_HARMONIC_N = 5_000
+MAX_WENDEL_N = 10_000
+#: Most float64 values :func:`sample_ball` may draw from the cube at once (128 MiB, ~0.5 s).
+MAX_DRAW_ELEMENTS = 2**24
+#: Most (d − 1)-subsets :func:`in_common_hemisphere` may try (C(n, d − 1)).
+MAX_SUBSETS = 100_000
+#: Most Monte Carlo sample sets one call may draw.
+MAX_SAMPLES = 10**8
+#: Below this natural log an exact probability rounds to 0.0 (the smallest subnormal is
+#: e^{-744.4}); the margin covers the round-off of the estimate.
+_LOG_UNDERFLOW = -800.0
 
 
 class Estimate(NamedTuple):
@@ -59,14 +82,39 @@ class Estimate(NamedTuple):
 
 
 # -- validation ----------------------------------------------------------------------------------
-def _check_count(value: object, name: str, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (Python, NumPy or SymPy integer; bools and floats refused)."""
+def _check_count(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in [minimum, maximum] (Python, NumPy or SymPy integer; bools and floats
+    refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral | sympy.Integer):
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     value = int(value)
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be an integer in [{minimum}, {maximum}], got {value}")
     return value
+
+
+def _check_rng(rng: object) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def _decided(n: int, t: float, name: str, value: object) -> float | None:
+    """For P_n(max piece > 1 − t), t = θ/2π in [0, 1] as a float: 0.0 when the exact value
+    is certain to round to 0.0 (it is at most its first term n t^{n−1}), else None after
+    checking that the exact sum is small enough to compute (else a ValueError naming n)."""
+    if n == 1 or t >= 1 - 1 / n or t <= 0.0:
+        return None  # decided at once by the exact sum (1, or the single zero term)
+    if math.log(n) + (n - 1) * math.log(t) < _LOG_UNDERFLOW:
+        return 0.0
+    terms = min(n, math.ceil(1 / (1 - t)) - 1) if t < 1 else n
+    if terms * (n - 1) > MAX_EXACT_WORK:
+        raise ValueError(
+            f"`n` = {n} is too large for {name} = {value}: the exact sum needs {terms} terms of "
+            f"degree {n - 1}; the limit is terms * (n - 1) <= {MAX_EXACT_WORK}"
+        )
+    return None
 
 
 def _decide_positive(expr: sympy.Expr) -> bool:
@@ -83,6 +131,24 @@ def _sympy_number(value: object, name: str) -> sympy.Expr:
     if not (expr.is_number and expr.is_real and expr.is_finite):
         raise ValueError(f"`{name}` must be a real number, got {value!r}")
     return expr
+
+
+def _check_sympy_size(n: int, t: sympy.Expr, name: str, value: object) -> None:
+    """Refuse sizes whose exact SymPy result would take too long (a ValueError naming n)."""
+    if t.is_Rational:
+        tf = float(t)
+        if n > 1 and 0 < tf < 1 - 1 / n:
+            terms = min(n, math.ceil(1 / (1 - tf)) - 1)
+            if terms * (n - 1) > MAX_EXACT_WORK:
+                raise ValueError(
+                    f"`n` = {n} is too large for {name} = {value}: the exact sum needs {terms} "
+                    f"terms of degree {n - 1}; the limit is terms * (n - 1) <= {MAX_EXACT_WORK}"
+                )
+    elif n > MAX_SYMPY_N:
+        raise ValueError(
+            f"`n` must be at most {MAX_SYMPY_N} for an irrational exact {name}, got {n} "
+            f"(pass a float, or a rational multiple of pi, for larger n)"
+        )
 
 
 def _real_float(value: object, name: str, range_text: str) -> float:
@@ -158,10 +224,14 @@ def longest_piece_tail(n: int, x: float | sympy.Expr) -> float | sympy.Expr:
         x = _sympy_number(x, "x")
         if _decide_positive(-x) or _decide_positive(x - 1):
             raise ValueError(f"`x` must be a real number in [0, 1], got {x}")
+        _check_sympy_size(n, 1 - x, "x", x)
         return _tail_sympy(n, 1 - x)
     value = _real_float(x, "x", "[0, 1]")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"`x` must be a real number in [0, 1], got {value}")
+    shortcut = _decided(n, 1.0 - value, "x", value)
+    if shortcut is not None:
+        return shortcut
     return float(_tail_fraction(n, 1 - Fraction(value)))
 
 
@@ -191,10 +261,14 @@ def sector_probability(n: int, theta: float | sympy.Expr) -> float | sympy.Expr:
         theta = _sympy_number(theta, "theta")
         if _decide_positive(-theta) or _decide_positive(theta - 2 * sympy.pi):
             raise ValueError(f"`theta` must be a real number in [0, 2*pi], got {theta}")
+        _check_sympy_size(n, theta / (2 * sympy.pi), "theta", theta)
         return _tail_sympy(n, theta / (2 * sympy.pi))
     value = _real_float(theta, "theta", "[0, 2*pi]")
     if not 0.0 <= value <= _TWO_PI:
         raise ValueError(f"`theta` must be a real number in [0, 2*pi], got {value}")
+    shortcut = _decided(n, value / _TWO_PI, "theta", value)
+    if shortcut is not None:
+        return shortcut
     return float(_tail_fraction(n, Fraction(value) / Fraction(_TWO_PI)))
 
 
@@ -202,17 +276,19 @@ def sector_breakpoints(n: int) -> tuple[sympy.Expr, ...]:
     """The angles θ_k = 2π(1 − 1/k), k = 2, …, n, where P(n, θ) changes polynomial piece.
 
     For θ in (θ_k, θ_{k+1}] the sum has k terms; from θ_n = 2π(1 − 1/n) on, P = 1.
+    ``n`` is at most :data:`MAX_BREAKPOINTS_N`.
     """
-    n = _check_count(n, "n")
+    n = _check_count(n, "n", maximum=MAX_BREAKPOINTS_N)
     return tuple(2 * sympy.pi * (1 - sympy.Rational(1, k)) for k in range(2, n + 1))
 
 
 def expected_longest_piece(n: int) -> sympy.Rational:
     """E[max(x_1, …, x_n)] = (1/n) Σ_{k=1}^{n} 1/k for n − 1 uniform cuts of [0, 1].
 
-    Extension (ours): the integral ∫_0^1 P_n(max > x) dx of the article's tail.
+    Extension (ours): the integral ∫_0^1 P_n(max > x) dx of the article's tail. ``n`` is at
+    most :data:`MAX_HARMONIC_N`.
     """
-    n = _check_count(n, "n")
+    n = _check_count(n, "n", maximum=MAX_HARMONIC_N)
     return sympy.harmonic(n) / n
 
 
@@ -221,10 +297,17 @@ def wendel_probability(n: int, d: int) -> sympy.Rational:
     (a hemisphere of S^{d−1}) with probability 2^{−n+1} Σ_{k=0}^{d−1} C(n − 1, k).
 
     Extension (ours). For d = 2 this is n / 2^{n−1}, the semicircle case of the article.
+    ``n`` is at most :data:`MAX_WENDEL_N`; any d >= n gives 1 (the sum of all C(n − 1, k)).
     """
-    n = _check_count(n, "n")
+    n = _check_count(n, "n", maximum=MAX_WENDEL_N)
     d = _check_count(d, "d")
-    total = sum(math.comb(n - 1, k) for k in range(d))
+    if d >= n:
+        total = 2 ** (n - 1)  # Σ_k C(n − 1, k) over every k
+    else:
+        total, term = 0, 1  # term = C(n − 1, k), updated exactly
+        for k in range(d):
+            total += term
+            term = term * (n - 1 - k) // (k + 1)
     return sympy.Rational(total, 2 ** (n - 1))
 
 
@@ -241,10 +324,15 @@ def sample_ball(n: int, d: int, samples: int, rng: np.random.Generator) -> np.nd
     if d > MAX_BALL_DIM:
         raise ValueError(f"`d` must be an integer in [1, {MAX_BALL_DIM}], got {d}")
     samples = _check_count(samples, "samples")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
+    _check_rng(rng)
     needed = samples * n
     acceptance = math.pi ** (d / 2) / math.gamma(d / 2 + 1) / 2**d
+    if (needed / acceptance * 1.05 + 16) * d > MAX_DRAW_ELEMENTS:
+        raise ValueError(
+            f"`samples` * `n` = {samples} * {n} is too large for d = {d}: the cube draw would "
+            f"hold {needed / acceptance * 1.05 * d:.3g} values; the limit is {MAX_DRAW_ELEMENTS} "
+            f"(use the Monte Carlo functions' `batch` to split the work)"
+        )
     chunks, have = [], 0
     while have < needed:
         draw = int((needed - have) / acceptance * 1.05) + 16
@@ -263,7 +351,7 @@ def covering_sector(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``(...)``: the sector is the angles from ``start`` to ``start + width`` counter-clockwise,
     with ``start`` in [0, 2π) and ``width`` = 2π − (largest arc) in [0, 2π).
     """
-    pts = np.asarray(points, dtype=float)
+    pts = real_array(points, "points")
     if pts.ndim < 2 or pts.shape[-1] != 2 or pts.shape[-2] < 1:
         raise ValueError(f"`points` must have shape (..., n, 2) with n >= 1, got {pts.shape}")
     if not np.isfinite(pts).all():
@@ -274,7 +362,18 @@ def covering_sector(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     widest = np.argmax(arcs, axis=-1)[..., None]
     largest = np.take_along_axis(arcs, widest, axis=-1)[..., 0]
     start = np.mod(np.take_along_axis(wrapped, widest + 1, axis=-1)[..., 0], _TWO_PI)
-    return start, _TWO_PI - largest
+    # A single point gives 2π − (a + 2π − a), which may round to −1e-16: the width is >= 0.
+    return start, np.maximum(_TWO_PI - largest, 0.0)
+
+
+def _check_draw(n: int, d: int, size: int) -> None:
+    """Refuse a Monte Carlo batch whose cube draw in :func:`sample_ball` would be too large."""
+    acceptance = math.pi ** (d / 2) / math.gamma(d / 2 + 1) / 2**d
+    if (size * n / acceptance * 1.05 + 16) * d > MAX_DRAW_ELEMENTS:
+        raise ValueError(
+            f"`batch` * `n` = {size} * {n} is too large: one batch would draw "
+            f"{size * n / acceptance * 1.05 * d:.3g} values; the limit is {MAX_DRAW_ELEMENTS}"
+        )
 
 
 def _batches(samples: int, batch: int, progress: bool, what: str) -> list[int]:
@@ -308,13 +407,15 @@ def sector_probability_mc(
     like ``theta``.
     """
     n = _check_count(n, "n")
-    thetas = np.asarray(theta, dtype=float)
+    if theta is None or isinstance(theta, bool | str | bytes):
+        raise ValueError(f"`theta` must hold real numbers in [0, 2*pi], got {theta!r}")
+    thetas = real_array(theta, "theta")
     if not np.isfinite(thetas).all() or (thetas < 0).any() or (thetas > _TWO_PI).any():
         raise ValueError(f"`theta` must hold real numbers in [0, 2*pi], got {theta!r}")
-    samples = _check_count(samples, "samples")
+    samples = _check_count(samples, "samples", maximum=MAX_SAMPLES)
     batch = _check_count(batch, "batch")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
+    _check_rng(rng)
+    _check_draw(n, 2, min(batch, samples))
     hits = np.zeros(thetas.shape, dtype=np.int64)
     for size in _batches(samples, batch, progress, "sector Monte Carlo"):
         _, width = covering_sector(sample_ball(n, 2, size, rng))
@@ -345,12 +446,17 @@ def in_common_hemisphere(points: np.ndarray) -> np.ndarray:
     cross product when d = 3) and accepts if all other points lie strictly on one side. Sets
     with n < d always fit. Cost: C(n, d − 1) determinants per set.
     """
-    pts = np.asarray(points, dtype=float)
+    pts = real_array(points, "points")
     if pts.ndim < 2 or pts.shape[-2] < 1 or pts.shape[-1] < 1:
         raise ValueError(f"`points` must have shape (..., n, d) with n, d >= 1, got {pts.shape}")
     if not np.isfinite(pts).all():
         raise ValueError("`points` must be finite")
     n, d = pts.shape[-2:]
+    if n >= d and math.comb(n, d - 1) > MAX_SUBSETS:
+        raise ValueError(
+            f"`points` has n = {n} points in d = {d} dimensions: the test would try "
+            f"C(n, d - 1) = {math.comb(n, d - 1)} subsets; the limit is {MAX_SUBSETS}"
+        )
     result = np.zeros(pts.shape[:-2], dtype=bool)
     if n < d:
         return ~result
@@ -381,10 +487,15 @@ def hemisphere_probability_mc(
     d = _check_count(d, "d")
     if d > MAX_BALL_DIM:
         raise ValueError(f"`d` must be an integer in [1, {MAX_BALL_DIM}], got {d}")
-    samples = _check_count(samples, "samples")
+    samples = _check_count(samples, "samples", maximum=MAX_SAMPLES)
     batch = _check_count(batch, "batch")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
+    _check_rng(rng)
+    _check_draw(n, d, min(batch, samples))
+    if n >= d and math.comb(n, d - 1) > MAX_SUBSETS:
+        raise ValueError(
+            f"`n` = {n} is too large for d = {d}: the hemisphere test would try C(n, d - 1) = "
+            f"{math.comb(n, d - 1)} subsets; the limit is {MAX_SUBSETS}"
+        )
     hits = 0
     for size in _batches(samples, batch, progress, "hemisphere Monte Carlo"):
         hits += int(in_common_hemisphere(sample_ball(n, d, size, rng)).sum())

@@ -173,7 +173,7 @@ def test_bad_input():
     mix = _mixture()
     with pytest.raises(ValueError, match=r"`x` must be a tensor of shape \(n, 2\)"):
         mix.log_prob(torch.zeros(3, 3))
-    with pytest.raises(ValueError, match="`alpha_bar` must be a number or a tensor of shape"):
+    with pytest.raises(ValueError, match="`alpha_bar_t` must be a number or a tensor of shape"):
         mix.score(torch.zeros(3, 2), torch.ones(2), 0.5)
     with pytest.raises(ValueError, match="`beta_bar_t` must be > 0"):
         mix.eps(torch.zeros(3, 2), 1.0, 0.0)
@@ -181,3 +181,25 @@ def test_bad_input():
         mix.posterior_mean(torch.zeros(3, 2), 0.5, 0.5, y=2)
     with pytest.raises(ValueError, match="`alpha_bar` and `beta_bar` must not both be 0"):
         mix.log_prob(torch.zeros(3, 2), 0.0, 0.0)
+
+
+def test_no_silent_wrong_answers_issue_15():
+    """radius=inf and NaN means used to give NaN samples; std=nan blamed `stds`; complex means
+    were cut to their real part; float labels were truncated; a long dtype truncated samples."""
+    with pytest.raises(ValueError, match="`radius` must be a finite number"):
+        eight_gaussians(4, radius=math.inf)
+    with pytest.raises(ValueError, match="`std` must not contain NaN"):
+        eight_gaussians(4, std=math.nan)
+    with pytest.raises(ValueError, match="`means` must not contain NaN"):
+        LabelledMixture([[math.nan, 0.0]], 1.0)
+    with pytest.raises(ValueError, match="`means` must be real"):
+        LabelledMixture(np.array([[1j, 0.0]]), 1.0)
+    mix = _mixture()
+    with pytest.raises(TypeError, match="`y` must be a class id"):
+        mix.log_prob(torch.zeros(3, 2), y=torch.tensor([0.7, 0.0, 1.0]))
+    with pytest.raises(TypeError, match="`dtype` must be a floating torch dtype"):
+        mix.sample(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="`n` must be a positive integer <= 10000000"):
+        moons(10**9)
+    with pytest.raises(TypeError, match="`x_t` must have a floating dtype"):
+        ExactDenoiser(mix, Schedule.su(10))(torch.ones(3, 2, dtype=torch.long), torch.full((3,), 2))

@@ -147,3 +147,25 @@ def test_bad_input():
     with pytest.raises(ValueError, match="`y` must be given when `guidance` is used"):
         ddpm_sample(mix.denoiser(s), s, (4, 2), guidance=ClassifierFreeGuidance(1.0),
                     progress=False)
+
+
+def test_no_silent_wrong_answers_issue_15():
+    """Float labels used to be truncated, out-of-range labels gave a raw RuntimeError, complex
+    scales were cut, and a NaN σ_t gave a NaN mean shift."""
+    import numpy as np
+
+    x, t = torch.zeros(3, 2), torch.full((3,), 5)
+    s = Schedule.su(10)
+    guide = ClassifierGuidance(lambda x, t: torch.zeros(x.shape[0], 2), 1.0)
+    with pytest.raises(TypeError, match="`y` must be an integer"):
+        guide.grad_log_prob(x, t, torch.tensor([0.5, 1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"`y` must hold class ids in 0\.\.1"):
+        guide.grad_log_prob(x, t, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="`w` must be a finite number >= 0"):
+        ClassifierFreeGuidance(np.complex128(1 + 1j))
+    with pytest.raises(ValueError, match="`sigma` must be finite and >= 0"):
+        guide.ddpm(lambda x, t, y: x, x, t, torch.zeros(3).long(), s, torch.tensor(float("nan")))
+    with pytest.raises(TypeError, match="`schedule` must be a Schedule"):
+        guide.eps(lambda x, t, y: x, x, t, torch.zeros(3).long(), None)
+    with pytest.raises(TypeError, match="`eps_cond` must have a floating dtype"):
+        cfg_combine(torch.ones(2, dtype=torch.long), torch.ones(2, dtype=torch.long), 1.0)

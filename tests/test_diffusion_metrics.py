@@ -145,7 +145,26 @@ def test_bad_input():
         load_feature_net("/nonexistent/weights.safetensors")
     with pytest.raises(ValueError, match=r"`n` must be an integer in 1\.\.len\(reference\)//2 = 2"):
         noise_floor(energy_distance, x2, 3, _gen(), 3)
-    with pytest.raises(ValueError, match="`repeats` must be an integer >= 2"):
+    with pytest.raises(ValueError, match=r"`repeats` must be an integer in 2\.\.10000"):
         noise_floor(energy_distance, x2, 2, _gen(), 1)
     with pytest.raises(ValueError, match="`epochs` must be a positive integer"):
         train_feature_net(epochs=0)
+
+
+def test_no_silent_wrong_answers_issue_15():
+    """frechet_distance(0, −I, 0, I) returned 0; complex data gave an energy distance of 0; huge
+    samples hung."""
+    with pytest.raises(ValueError, match="`cov1` must be positive semidefinite"):
+        frechet_distance(np.zeros(2), -np.eye(2), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="`cov2` must be a symmetric"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), [[1.0, 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="`mu1` must be a vector"):
+        frechet_distance(0.0, -np.eye(1), 0.0, np.eye(1))
+    with pytest.raises(ValueError, match="`x` must be a real array or tensor, got complex"):
+        energy_distance(np.array([[1j, 0.0]]), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="`x` and `y` are too large"):
+        energy_distance(torch.zeros(10**5, 2), torch.zeros(10**5, 2))
+    with pytest.raises(ValueError, match="`metric` returned a non-finite value"):
+        noise_floor(lambda a, b: math.nan, torch.zeros(8, 2), 2)
+    with pytest.raises(TypeError, match="`x` must have the network's dtype"):
+        DigitsFeatureNet()(torch.zeros(2, 1, 8, 8, dtype=torch.float64))

@@ -268,3 +268,22 @@ def test_build_model_aliases():
 def test_build_model_bad_input(name, config, match):
     with pytest.raises(ValueError, match=match):
         build_model(name, config)
+
+
+def test_clear_errors_issue_15():
+    """A float64 or integer x_t on a float32 model gave a raw RuntimeError; huge sizes ran out of
+    memory; a non-tensor t gave an AttributeError."""
+    model = MLPDenoiser(hidden=8, depth=1, T=10)
+    t = torch.full((3,), 5)
+    with pytest.raises(TypeError, match="`x_t` must have the model's dtype"):
+        model(torch.zeros(3, 2, dtype=torch.float64), t)
+    with pytest.raises(TypeError, match="`x_t` must have the model's dtype"):
+        model(torch.zeros(3, 2, dtype=torch.long), t)
+    with pytest.raises(TypeError, match="`t` must be a torch tensor"):
+        model(torch.zeros(3, 2), [5, 5, 5])
+    with pytest.raises(ValueError, match=r"`hidden` must be an integer in 2\.\.8192"):
+        MLPDenoiser(hidden=10**6)
+    with pytest.raises(ValueError, match="`hidden`, `depth` or `num_classes` too large"):
+        MLPDenoiser(hidden=8192, depth=256)
+    with pytest.raises(ValueError, match="`t` must be finite"):
+        timestep_embedding(torch.tensor([1.0, float("nan")]), 4, 10)

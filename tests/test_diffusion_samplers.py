@@ -306,3 +306,31 @@ def test_bad_input():
         ddim_timesteps(10, 11)
     with pytest.raises(ValueError, match="`T` must be a positive integer"):
         ddim_timesteps(0, 1)
+
+
+def test_no_silent_wrong_answers_issue_15():
+    """η > 1 used to clip √(β̄_s² − σ²) at 0 silently; integer tensors gave NaN; a huge shape
+    ran out of memory; a long dtype gave a raw RuntimeError."""
+    import math
+
+    s = Schedule.su(20)
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="`eta` = 5.0 makes σ"):
+        ddim_step(x, x, 10, 1, s, eta=5.0, noise=None)
+    with pytest.raises(ValueError, match="`eta` = 5.0 makes σ"):
+        ddim_sample(lambda x, t, y: x, s, (2, 2), steps=4, eta=5.0, progress=False)
+    with pytest.raises(TypeError, match="`eps` must have a floating dtype"):
+        ddpm_step(x.long(), x.long(), 5, s, variance="beta", noise=None)
+    with pytest.raises(ValueError, match="`shape` .* more than the limit 100000000"):
+        ddpm_sample(lambda x, t, y: x, s, (10**5, 10**5), progress=False)
+    with pytest.raises(TypeError, match="`dtype` must be a floating torch dtype"):
+        ddpm_sample(lambda x, t, y: x, s, (2, 2), dtype=torch.long, progress=False)
+    with pytest.raises(ValueError, match="`x_T` must be finite"):
+        ddim_sample(lambda x, t, y: x, s, (1, 2), steps=2, x_T=torch.tensor([[math.nan, 0.0]]),
+                    progress=False)
+    with pytest.raises(TypeError, match="`y` must be an integer"):
+        ddpm_sample(lambda x, t, y: x, s, (2, 2), y=torch.tensor([0.5, 1.0]), progress=False)
+    with pytest.raises(TypeError, match="`schedule` must be a Schedule"):
+        ddim_sigma("schedule", 5, 4, 0.0)
+    with pytest.raises(ValueError, match="`T` must be a positive integer <= 1000000"):
+        ddim_timesteps(10**9, 2)

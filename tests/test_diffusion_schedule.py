@@ -201,3 +201,28 @@ def test_per_sample_broadcasts_scalars_and_one_value_per_sample():
     with pytest.raises(ValueError,
                        match=r"`sigma` must be a scalar or have shape \(3,\), got \(2,\)"):
         per_sample(torch.ones(2), like, "sigma")
+
+
+def test_no_silent_wrong_answers_issue_15():
+    """Integer tensors used to give zeros (q_sample, posterior), inf (predict_x0); complex input
+    was cut to its real part; cosine(s=inf) blamed `betas`; huge T ran out of memory."""
+    s = Schedule.su(10)
+    xi = torch.ones(3, 2, dtype=torch.long)
+    for call, name in ((lambda: s.q_sample(xi, 5, xi), "x0"),
+                       (lambda: s.predict_x0(xi, 5, xi), "x_t"),
+                       (lambda: s.posterior(xi, xi, 5), "x_t"),
+                       (lambda: s.q_sample(xi.to(torch.complex64), 5, xi), "x0")):
+        with pytest.raises(TypeError, match=f"`{name}` must have a floating dtype"):
+            call()
+    with pytest.raises(TypeError, match="`betas` must be a real 1-D sequence"):
+        Schedule.from_betas([0.1j, 0.2])
+    with pytest.raises(ValueError, match="`s` must be a finite number"):
+        Schedule.cosine(10, s=math.inf)
+    with pytest.raises(ValueError, match="`s` = 1e\\+300 is too large"):
+        Schedule.cosine(10, s=1e300)
+    with pytest.raises(ValueError, match="`T` must be a positive integer <= 1000000"):
+        Schedule.su(10**9)
+    with pytest.raises(ValueError, match=r"`t` must lie in 0\.\.10"):
+        s.q_sample(torch.ones(1), 10**30, torch.ones(1))
+    # float32 input keeps its dtype; float64 tables are cast as before
+    assert s.q_sample(torch.ones(2), 3, torch.ones(2)).dtype == torch.float32

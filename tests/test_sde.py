@@ -391,7 +391,7 @@ def test_solve_fokker_planck_reaches_the_stationary_density():
         ({"g": const(0.0)}, "`g` must return positive"),
         ({"g": const(-1.0)}, "`g` must return positive"),
         ({"f": lambda x, t: np.where(x > 0, np.inf, 0.0)}, "`f` must return finite"),
-        ({"edges": np.linspace(-1, 1, 41)}, "`edges` must cover the initial mass"),
+        ({"edges": np.linspace(-1, 1, 41)}, "`edges` must cover it"),
         ({"edges": np.linspace(1, -1, 41)}, "`edges` must be a strictly increasing"),
         ({"p0": np.ones(7)}, "`p0` must give 40 cell values"),
         ({"p0": lambda x: -scipy.stats.norm.pdf(x)}, "`p0` must be finite and non-negative"),

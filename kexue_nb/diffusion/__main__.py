@@ -36,14 +36,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from .classifier import ClassifierTrainer
-from .distributed import DEFAULT_TIMEOUT, RendezvousTimeout, distributed_session
+from .distributed import DEFAULT_TIMEOUT, PeerLost, RendezvousTimeout, distributed_session
 from .models import MLPDenoiser, NoisyClassifier, UNet8
 from .schedule import Schedule
-from .trainer import TrainConfig, Trainer, resolve_device
+from .trainer import OVERRIDABLE_SETTINGS, TrainConfig, Trainer, resolve_device
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "build_trainer", "main"]
+
+#: The options a resumed run must share with its checkpoint (stored as its run settings).
+RUN_SETTINGS = ("data", "n", "model", "width", "depth", "conditional", "schedule", "T", "seed")
 
 DATASETS = ("moons", "eight-gaussians", "swiss-roll", "mixture", "digits")
 SCHEDULES = ("su", "linear", "cosine")
@@ -137,7 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="steps between checkpoints (0: only at the end)")
     tr.add_argument("--out", required=True, help="output folder")
     tr.add_argument("--resume", action="store_true",
-                    help="continue from OUT/checkpoint.safetensors if it exists")
+                    help="continue from OUT/checkpoint.safetensors if it exists; it is "
+                         "refused (naming the option and both values) when --data, --n, "
+                         "--model, --width, --depth, --conditional, --schedule, --T, --seed "
+                         "or an option of --allow-change differ from the checkpoint's; "
+                         "--steps, --log-every, --checkpoint-every, --device, --compile and "
+                         "--no-progress may change; a checkpoint written with another "
+                         "math-thread count (torch.get_num_threads, OMP_NUM_THREADS) resumes "
+                         "with a warning, as "
+                         "the result is then not bit-identical to an uninterrupted run")
+    tr.add_argument("--allow-change", action="append", default=[],
+                    choices=OVERRIDABLE_SETTINGS, metavar="SETTING",
+                    help="with --resume: continue although SETTING differs from the "
+                         "checkpoint's, with the new value from now on (repeatable; one of "
+                         f"{', '.join(OVERRIDABLE_SETTINGS)}: lr is --lr, warmup_steps "
+                         "--warmup, batch_size --batch-size, ema_decay --ema-decay, "
+                         "label_dropout --label-dropout)")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT,
                     help="under torchrun: seconds a rank waits for the others at the "
@@ -182,7 +200,9 @@ def _train(args: argparse.Namespace) -> int:
         return _train_in(args, env.is_main)
 
 
-def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
+def build_trainer(args: argparse.Namespace) -> Trainer:
+    """The trainer ``train`` builds from parsed arguments (before any resume), its run settings
+    (the options in :data:`RUN_SETTINGS`) set for the checks of a resume."""
     x, y = load_data(args.data, args.n, args.seed)
     kind = args.model or ("unet8" if args.data == "digits" else "mlp")
     if kind == "classifier":
@@ -224,12 +244,25 @@ def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, out_dir=args.out,
         progress=not args.no_progress,
     )
+    trainer = (ClassifierTrainer if kind == "classifier" else Trainer)(model, schedule, x, y,
+                                                                        config)
+    trainer.run_settings = {
+        "data": args.data, "n": None if args.data == "digits" else args.n, "model": kind,
+        "width": args.width, "depth": None if kind == "unet8" else args.depth,
+        "conditional": bool(args.conditional), "schedule": args.schedule, "T": args.T,
+        "seed": args.seed}
+    return trainer
+
+
+def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
+    if args.allow_change and not args.resume:
+        raise ValueError("`--allow-change` applies only with `--resume`")
     out = Path(args.out)
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
-    trainer = (ClassifierTrainer if kind == "classifier" else Trainer)(model, schedule, x, y,
-                                                                        config)
-    result = trainer.train(resume=args.resume)
+    trainer = build_trainer(args)
+    model = trainer.model
+    result = trainer.train(resume=args.resume, allow_changes=args.allow_change)
     if not main_rank:   # rank 0 alone reports and writes
         return 0
     ranks = f" × {trainer.world.world_size} ranks" if trainer.world.world_size > 1 else ""
@@ -332,7 +365,11 @@ def _sample(args: argparse.Namespace) -> int:
     if ckpt.schedule_betas is None:
         raise ValueError(f"checkpoint {str(path)!r} stores no schedule")
     schedule = Schedule.from_betas(ckpt.schedule_betas)
-    shape = (args.n, *ckpt.extra["data_shape"][1:])
+    data_shape = ckpt.extra.get("data_shape")
+    if not isinstance(data_shape, list):
+        raise CheckpointError(f"checkpoint {str(path)!r} stores no data_shape (the shape of a "
+                              f"sample); it was not written by the trainer")
+    shape = (args.n, *data_shape[1:])
     num_classes, owner = int(getattr(model, "num_classes", 0)), "model"
     guidance = None
     if args.classifier is not None:
@@ -380,8 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _train(args) if args.command == "train" else _sample(args)
-    except (ValueError, RendezvousTimeout) as err:
-        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+    except (ValueError, RendezvousTimeout, PeerLost) as err:
+        message = " ".join(str(err).split())   # one line
+        parser.exit(2, f"{parser.prog} {args.command}: error: {message}\n")
 
 
 if __name__ == "__main__":

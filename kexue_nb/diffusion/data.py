@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from .schedule import Schedule
+from .._validation import _is_complex, floating_tensor, real_array
+from .schedule import Schedule, _check_flag, _real_scalar
 
 __all__ = [
     "ExactDenoiser",
@@ -27,19 +29,54 @@ __all__ = [
 ]
 
 Scalar = float | torch.Tensor
+_T_NAMES = ("x_t", "alpha_bar_t", "beta_bar_t")
+
+#: The most points one call draws; larger ``n`` are refused up front.
+MAX_SAMPLES = 10**7
+#: The most components :meth:`LabelledMixture.ring` builds.
+MAX_COMPONENTS = 10**5
 
 
 def _check_n(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"`n` must be a positive integer, got {n!r}")
-    return n
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= MAX_SAMPLES:
+        raise ValueError(f"`n` must be a positive integer <= {MAX_SAMPLES}, got {n!r}")
+    return int(n)
 
 
 def _check_nonneg(value: float, name: str) -> float:
-    v = float(value)
+    v = _real_scalar(value, name)
     if not 0.0 <= v < math.inf:
         raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
     return v
+
+
+def _check_generator(generator: object) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
+
+
+def _check_real(value: object, name: str) -> None:
+    """Refuse complex, non-numeric and non-finite (NaN, ±inf) input naming ``name``."""
+    if value is None or isinstance(value, bool | str | bytes):
+        raise TypeError(f"`{name}` must be real numbers, got {value!r}")
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise ValueError(f"`{name}` must be real, got complex values")
+        if value.dtype == torch.bool:
+            raise TypeError(f"`{name}` must be real numbers, got {value.dtype}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"`{name}` must be finite (no NaN or ±inf)")
+        return
+    try:
+        kind = np.asarray(value).dtype.kind
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be real numbers, got {value!r}") from exc
+    if kind == "c":
+        raise ValueError(f"`{name}` must be real, got complex values")
+    if kind not in "iuf":
+        raise TypeError(f"`{name}` must be real numbers, got {value!r}")
+    real_array(value, name, finite=True)
 
 
 def moons(n: int, generator: torch.Generator | None = None, noise: float = 0.1) -> torch.Tensor:
@@ -51,6 +88,7 @@ def moons(n: int, generator: torch.Generator | None = None, noise: float = 0.1) 
     """
     n = _check_n(n)
     noise = _check_nonneg(noise, "noise")
+    _check_generator(generator)
     theta = math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
     lower = torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
     x = torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
@@ -67,6 +105,7 @@ def swiss_roll(
     N(0, noise² I). Returns float32 (n, 2) (coordinates roughly within ±3)."""
     n = _check_n(n)
     noise = _check_nonneg(noise, "noise")
+    _check_generator(generator)
     theta = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator, dtype=torch.float64))
     x = torch.stack([theta * torch.cos(theta), theta * torch.sin(theta)], dim=1) / 5.0
     x = x + noise * torch.randn(n, 2, generator=generator, dtype=torch.float64)
@@ -115,6 +154,12 @@ class LabelledMixture:
     """
 
     def __init__(self, means, stds, weights=None, labels=None) -> None:
+        _check_real(means, "means")
+        _check_real(stds, "stds")
+        if weights is not None:
+            _check_real(weights, "weights")
+        if labels is not None:
+            _check_real(labels, "labels")
         m = torch.as_tensor(means, dtype=torch.float64)
         if m.ndim != 2 or m.shape[0] == 0 or m.shape[1] == 0:
             raise ValueError(f"`means` must have shape (K, d) with K, d >= 1, got {tuple(m.shape)}")
@@ -128,8 +173,12 @@ class LabelledMixture:
         if w.shape != (K,) or not bool(torch.all(w > 0)) or abs(float(w.sum()) - 1.0) > 1e-9:
             raise ValueError(
                 f"`weights` must be {K} positive numbers summing to 1, got {weights!r}")
-        lab = torch.arange(K) if labels is None else torch.as_tensor(labels)
-        if lab.shape != (K,) or lab.is_floating_point() or int(lab.min()) < 0:
+        try:
+            lab = torch.arange(K) if labels is None else torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"`labels` must be {K} integers >= 0, got {labels!r}") from exc
+        if (lab.shape != (K,) or lab.is_floating_point() or lab.dtype == torch.bool
+                or int(lab.min()) < 0):
             raise ValueError(f"`labels` must be {K} integers >= 0, got {labels!r}")
         lab = lab.long()
         C = int(lab.max()) + 1
@@ -143,10 +192,15 @@ class LabelledMixture:
     @classmethod
     def ring(cls, k: int, radius: float = 2.0, std: float = 0.1, labels=None) -> LabelledMixture:
         """k equal components on a circle: m_j = radius·(cos 2πj/k, sin 2πj/k), std s."""
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise ValueError(f"`k` must be a positive integer, got {k!r}")
-        if not float(radius) > 0:
-            raise ValueError(f"`radius` must be positive, got {radius!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= MAX_COMPONENTS:
+            raise ValueError(f"`k` must be a positive integer <= {MAX_COMPONENTS}, got {k!r}")
+        if not _real_scalar(radius, "radius") > 0:
+            raise ValueError(f"`radius` must be positive and finite, got {radius!r}")
+        _check_real(std, "std")
+        s = torch.as_tensor(std, dtype=torch.float64)
+        if s.shape not in ((), (k,)) or not bool(torch.all(s > 0)):
+            raise ValueError(f"`std` must be positive and finite: one number or {k}, "
+                             f"got {std!r}")
         ang = 2 * math.pi * torch.arange(k, dtype=torch.float64) / k
         means = radius * torch.stack([torch.cos(ang), torch.sin(ang)], dim=1)
         return cls(means, std, labels=labels)
@@ -161,18 +215,24 @@ class LabelledMixture:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """n i.i.d. draws: (x of ``dtype`` (n, d), class labels y long (n,))."""
         n = _check_n(n)
+        _check_generator(generator)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         x = self.means[k] + self.stds[k, None] * z
         return x.to(dtype), self.labels[k]
 
-    def _prep(self, x: torch.Tensor, alpha_bar: Scalar, beta_bar: Scalar):
+    def _prep(self, x: torch.Tensor, alpha_bar: Scalar, beta_bar: Scalar,
+              names: tuple[str, str, str] = ("x", "alpha_bar", "beta_bar")):
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"`x` must be a tensor of shape (n, {self.dim}), got "
+            raise ValueError(f"`{names[0]}` must be a tensor of shape (n, {self.dim}), got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else x!r}")
+        _check_real(x, names[0])
         x = x.to(torch.float64)
         coefs = []
-        for name, v in (("alpha_bar", alpha_bar), ("beta_bar", beta_bar)):
+        for name, v in zip(names[1:], (alpha_bar, beta_bar), strict=True):
+            _check_real(v, name)
             c = torch.as_tensor(v, dtype=torch.float64, device=x.device)
             if c.ndim == 1 and c.shape[0] == x.shape[0]:
                 c = c[:, None]
@@ -187,7 +247,7 @@ class LabelledMixture:
         var = a[..., None] ** 2 * var0 + b[..., None] ** 2  # (1|n, 1, K) or (K,)
         var = var.reshape(-1, self.num_components)  # (1|n, K)
         if not bool(torch.all(var > 0)):
-            raise ValueError("`alpha_bar` and `beta_bar` must not both be 0")
+            raise ValueError(f"`{names[1]}` and `{names[2]}` must not both be 0")
         diff = x[:, None, :] - a[..., None] * means[None]  # (n, K, d)
         return x, a, b, means, var0, var, diff
 
@@ -197,7 +257,16 @@ class LabelledMixture:
         lj = (torch.log(self.weights.to(diff.device))
               - 0.5 * (diff**2).sum(-1) / var - 0.5 * d * torch.log(2 * math.pi * var))
         if y is not None:
-            yy = torch.as_tensor(y, device=diff.device).long()
+            if isinstance(y, str | bytes) or _is_complex(y):
+                raise TypeError(f"`y` must be a class id or a long tensor of them, got {y!r}")
+            try:
+                yy = torch.as_tensor(y, device=diff.device)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise TypeError(f"`y` must be a class id or a long tensor of them, "
+                                f"got {y!r}") from exc
+            if yy.is_floating_point() or yy.is_complex() or yy.dtype == torch.bool:
+                raise TypeError(f"`y` must be a class id or a long tensor of them, got {y!r}")
+            yy = yy.long()
             if yy.ndim == 0:
                 yy = yy.expand(diff.shape[0])
             C = self.num_classes
@@ -221,7 +290,7 @@ class LabelledMixture:
                        y=None) -> torch.Tensor:
         """E[x_0|x_t] (or E[x_0|x_t, y]): Σ_k r_k(x_t) [m_k + (ᾱ s_k²/v_k)(x_t − ᾱ m_k)],
         v_k = ᾱ² s_k² + β̄², r_k the component responsibilities. (n, d) float64."""
-        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t)
+        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t, _T_NAMES)
         r = torch.softmax(self._log_joint(var, diff, y), dim=1)  # (n, K)
         gain = (a * var0 / var)[..., None]  # (1|n, K, 1)
         comp = means[None] + gain * diff  # (n, K, d)
@@ -230,7 +299,7 @@ class LabelledMixture:
     def score(self, x_t: torch.Tensor, alpha_bar_t: Scalar, beta_bar_t: Scalar,
               y=None) -> torch.Tensor:
         """∇_x log p_t(x_t) (or of log p_t(x_t|y)) = −Σ_k r_k (x_t − ᾱ m_k)/v_k. (n, d)"""
-        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t)
+        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t, _T_NAMES)
         r = torch.softmax(self._log_joint(var, diff, y), dim=1)
         return -(r[..., None] * diff / var[..., None]).sum(1)
 
@@ -238,15 +307,17 @@ class LabelledMixture:
             y=None) -> torch.Tensor:
         """The exact ε-prediction ε*(x_t) = E[ε|x_t] = (x_t − ᾱ E[x_0|x_t])/β̄ = −β̄ ∇log p_t
         (β̄ > 0)."""
+        _check_real(beta_bar_t, "beta_bar_t")
         if not bool(torch.all(torch.as_tensor(beta_bar_t) > 0)):
             raise ValueError(f"`beta_bar_t` must be > 0 for ε, got {beta_bar_t!r}")
-        x, a, b, *_ = self._prep(x_t, alpha_bar_t, beta_bar_t)
+        x, a, b, *_ = self._prep(x_t, alpha_bar_t, beta_bar_t, _T_NAMES)
         return (x - a * self.posterior_mean(x_t, alpha_bar_t, beta_bar_t, y)) / b
 
     def class_posterior(self, x_t: torch.Tensor, alpha_bar_t: Scalar = 1.0,
                         beta_bar_t: Scalar = 0.0, log: bool = False) -> torch.Tensor:
         """p_t(y|x_t) for every class, (n, C) float64 (its logarithm with ``log=True``)."""
-        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t)
+        _check_flag(log, "log")
+        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t, _T_NAMES)
         lj = self._log_joint(var, diff)  # (n, K)
         per_class = torch.stack(
             [torch.logsumexp(lj[:, self.labels == c], dim=1) for c in range(self.num_classes)],
@@ -257,13 +328,16 @@ class LabelledMixture:
 
     def denoiser(self, schedule: Schedule) -> ExactDenoiser:
         """The exact ε-model of this mixture under ``schedule`` (see :class:`ExactDenoiser`)."""
+        _check_schedule(schedule)
         return ExactDenoiser(self, schedule)
 
     def classifier(self, schedule: Schedule):
         """The exact noisy classifier (x_t, t) -> log p_t(y|x_t), (B, C), for classifier
         guidance."""
+        _check_schedule(schedule)
 
         def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            floating_tensor(x_t, "x_t")
             tt = schedule._check_t(t)
             ab = schedule.alpha_bar[tt].to(x_t.device)
             bb = schedule.beta_bar[tt].to(x_t.device)
@@ -272,12 +346,20 @@ class LabelledMixture:
         return logits
 
 
+def _check_schedule(schedule: object) -> None:
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
+
+
 class ExactDenoiser(nn.Module):
     """The Bayes-optimal ε-model of a :class:`LabelledMixture`: ``model(x_t, t, y=None)`` returns
     ε*(x_t) (unconditional for y None or y = num_classes, the null label; else ε*(x_t|y)), in
     x_t's dtype. It has no parameters; ``num_classes`` and ``T`` follow the model convention."""
 
     def __init__(self, mixture: LabelledMixture, schedule: Schedule) -> None:
+        if not isinstance(mixture, LabelledMixture):
+            raise TypeError(f"`mixture` must be a LabelledMixture, got {type(mixture).__name__}")
+        _check_schedule(schedule)
         super().__init__()
         self.mixture, self.schedule = mixture, schedule
         self.num_classes, self.T = mixture.num_classes, schedule.T
@@ -285,13 +367,26 @@ class ExactDenoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
                 ) -> torch.Tensor:
+        floating_tensor(x_t, "x_t")
         tt = self.schedule._check_t(t, minimum=1)
         ab = self.schedule.alpha_bar[tt].to(x_t.device)
         bb = self.schedule.beta_bar[tt].to(x_t.device)
         mix = self.mixture
         if y is None:
             return mix.eps(x_t, ab, bb).to(x_t.dtype)
-        y = torch.as_tensor(y, device=x_t.device).long()
+        if not isinstance(y, torch.Tensor | int | np.integer) or isinstance(y, bool) or (
+                isinstance(y, torch.Tensor) and (y.is_floating_point() or y.is_complex()
+                                                 or y.dtype == torch.bool)):
+            raise TypeError(f"`y` must be None, a class id or a long tensor of them, got {y!r}")
+        try:
+            y = torch.as_tensor(y, device=x_t.device).long()
+        except (RuntimeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"`y` must be a class id in 0..{mix.num_classes}, got {y!r}") from exc
+        if y.ndim == 0:
+            y = y.expand(x_t.shape[0] if x_t.ndim else 1)
+        if y.ndim != 1 or (x_t.ndim and y.shape[0] != x_t.shape[0]):
+            raise ValueError(f"`y` must have shape ({x_t.shape[0] if x_t.ndim else 1},), "
+                             f"got {tuple(y.shape)}")
         null = y == mix.num_classes
         out = mix.eps(x_t, ab, bb)
         if bool((~null).any()):

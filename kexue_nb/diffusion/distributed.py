@@ -26,6 +26,7 @@ import torch.distributed as dist
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DistEnv",
+    "PeerLost",
     "RendezvousTimeout",
     "backend_for",
     "barrier",
@@ -37,6 +38,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "mean_over_ranks_",
+    "peer_lost_error",
     "shard",
     "shutdown_distributed",
     "world",
@@ -48,6 +50,32 @@ DEFAULT_TIMEOUT = 600.0
 
 class RendezvousTimeout(TimeoutError):
     """The ranks of a run did not all meet at the rendezvous within the timeout."""
+
+
+class PeerLost(RuntimeError):
+    """A collective failed because another rank of the run exited or stopped answering."""
+
+
+#: Phrases of the errors gloo and NCCL raise when a peer is gone or a collective times out.
+_PEER_SIGNS = ("connection closed by peer", "connection reset", "timed out", "timeout",
+               "broken pipe", "gloo", "nccl", "socket", "connection refused", "watchdog")
+
+
+def peer_lost_error(err: BaseException, env: DistEnv, timeout: float) -> PeerLost | None:
+    """The one-line :class:`PeerLost` for a collective's error ``err`` on rank ``env.rank``
+    (``None`` when ``err`` is not a lost peer or a collective timeout)."""
+    dist_error = getattr(dist, "DistError", ())
+    text = str(err)
+    if not (isinstance(err, dist_error) or (isinstance(err, RuntimeError) and any(
+            sign in text.lower() for sign in _PEER_SIGNS))):
+        return None
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    if len(first) > 200:
+        first = first[:200] + "…"
+    return PeerLost(f"rank {env.rank} of {env.world_size} lost contact with the other ranks: "
+                    f"a peer exited or did not answer within the timeout of {timeout:g} s "
+                    f"(--dist-timeout); the last checkpoint can be resumed with --resume "
+                    f"[{first}]")
 
 
 @dataclass(frozen=True)
@@ -188,11 +216,18 @@ def shutdown_distributed() -> None:
 def distributed_session(device: str | torch.device = "auto",
                         timeout: float = DEFAULT_TIMEOUT) -> Iterator[DistEnv]:
     """``with distributed_session() as env:`` joins the group (:func:`init_distributed`) and
-    destroys it on exit if it was created here."""
+    destroys it on exit if it was created here. In a world of several ranks, the errors of a
+    collective whose peer is gone (or that timed out) leave the block as :class:`PeerLost`, one
+    line naming this rank and the timeout."""
     owned = not (dist.is_available() and dist.is_initialized())
     env = init_distributed(device, timeout)
     try:
         yield env
+    except Exception as err:
+        lost = peer_lost_error(err, env, timeout) if env.world_size > 1 else None
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         if owned:
             shutdown_distributed()

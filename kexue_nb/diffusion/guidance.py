@@ -22,6 +22,7 @@ from typing import Protocol
 
 import torch
 
+from .._validation import _is_complex, floating_tensor
 from .schedule import Schedule, per_sample
 
 __all__ = [
@@ -35,15 +36,52 @@ Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _check_labels(y: torch.Tensor | None, x_t: torch.Tensor) -> torch.Tensor:
+    floating_tensor(x_t, "x_t")
     if y is None:
         raise ValueError("`y` must be given (one class id per sample) when guidance is used")
     if not isinstance(y, torch.Tensor) or y.shape != (x_t.shape[0],):
         raise ValueError(f"`y` must be a long tensor of shape ({x_t.shape[0]},), got "
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else y!r}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"`y` must be an integer (long) tensor of class ids, got {y.dtype}")
     return y
 
 
+def _check_call(model: object, x_t: object, t: object, schedule: object) -> None:
+    """The arguments every guidance method shares: a callable model, a floating x_t, timesteps
+    a long tensor of shape (B,), and a Schedule."""
+    if not callable(model):
+        raise TypeError(f"`model` must be callable (x_t, t, y) -> eps, got {model!r}")
+    floating_tensor(x_t, "x_t")
+    _check_timesteps(t, x_t)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
+
+
+def _check_timesteps(t: object, x_t: torch.Tensor) -> None:
+    if (not isinstance(t, torch.Tensor) or t.is_floating_point() or t.is_complex()
+            or t.dtype == torch.bool or x_t.ndim == 0 or t.shape != (x_t.shape[0],)):
+        n = x_t.shape[0] if x_t.ndim else 0
+        raise TypeError(f"`t` must be an integer (long) tensor of shape ({n},), got "
+                        f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__} "
+                        f"{tuple(t.shape) if isinstance(t, torch.Tensor) else ''}".rstrip())
+
+
+def _check_sigma(sigma: object) -> None:
+    """σ_t: a finite number >= 0 or a tensor of them."""
+    if isinstance(sigma, bool | str | bytes) or sigma is None or _is_complex(sigma):
+        raise TypeError(f"`sigma` must be a real number or tensor, got {sigma!r}")
+    try:
+        s = torch.as_tensor(sigma)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"`sigma` must be a real number or tensor, got {sigma!r}") from exc
+    if s.dtype == torch.bool or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+        raise ValueError(f"`sigma` must be finite and >= 0, got {sigma!r}")
+
+
 def _check_scale(value: float, name: str) -> float:
+    if isinstance(value, bool | str | bytes) or value is None or _is_complex(value):
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -56,6 +94,8 @@ def _check_scale(value: float, name: str) -> float:
 def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
     """ε̃ = (1 + w) ε_θ(x_t, y, t) − w ε_θ(x_t, t), classifier-free guidance (9257)."""
     w = _check_scale(w, "w")
+    floating_tensor(eps_cond, "eps_cond")
+    floating_tensor(eps_uncond, "eps_uncond")
     if eps_cond.shape != eps_uncond.shape:
         raise ValueError(f"`eps_uncond` must have eps_cond's shape {tuple(eps_cond.shape)}, "
                          f"got {tuple(eps_uncond.shape)}")
@@ -95,6 +135,7 @@ class ClassifierFreeGuidance:
     def eps(self, model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor,
             y: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """The guided ε̃ at (x_t, t) for labels ``y``."""
+        _check_call(model, x_t, t, schedule)
         y = _check_labels(y, x_t)
         num_classes = int(getattr(model, "num_classes", 0))
         if num_classes <= 0:
@@ -111,6 +152,7 @@ class ClassifierFreeGuidance:
              y: torch.Tensor, schedule: Schedule,
              sigma: torch.Tensor) -> tuple[torch.Tensor, float]:
         """(ε̃, 0): classifier-free guidance acts on ε only."""
+        _check_sigma(sigma)
         return self.eps(model, x_t, t, y, schedule), 0.0
 
 
@@ -138,12 +180,20 @@ class ClassifierGuidance:
         """∇_x log p(y|x_t) by autograd, one gradient per sample (the classifier must treat the
         samples of a batch independently, e.g. no batch norm in training mode)."""
         y = _check_labels(y, x_t)
+        _check_timesteps(t, x_t)
         with torch.inference_mode(False), torch.enable_grad():
             x = x_t.detach().clone().requires_grad_(True)
             logits = self.classifier(x, t)
+            if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+                raise ValueError(f"`classifier` must return a floating tensor of logits, got "
+                                 f"{getattr(logits, 'dtype', type(logits).__name__)}")
             if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
                 raise ValueError(f"`classifier` must return logits of shape (B, C), got "
                                  f"{tuple(logits.shape)}")
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+                raise ValueError(f"`y` must hold class ids in 0..{logits.shape[1] - 1} (the "
+                                 f"classifier's classes), got values in "
+                                 f"{int(y.min())}..{int(y.max())}")
             log_p = torch.log_softmax(logits, dim=-1).gather(1, y.long()[:, None]).sum()
             (grad,) = torch.autograd.grad(log_p, x)
         return grad.detach()
@@ -160,6 +210,8 @@ class ClassifierGuidance:
     def eps(self, model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor,
             y: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """ε − γ β̄_t ∇log p(y|x_t), the guided ε of the score form (9257)."""
+        _check_call(model, x_t, t, schedule)
+        _check_labels(y, x_t)
         eps = self._eps_uncond(model, x_t, t)
         if self.scale == 0.0:
             return eps
@@ -172,6 +224,9 @@ class ClassifierGuidance:
         """(ε, σ_t² γ ∇log p(y|x_t)): the unguided ε and the mean shift of the DDPM step.
 
         ``sigma`` is σ_t: a scalar, or one value per sample (shape (B,)) when ``t`` varies."""
+        _check_call(model, x_t, t, schedule)
+        _check_labels(y, x_t)
+        _check_sigma(sigma)
         eps = self._eps_uncond(model, x_t, t)
         if self.scale == 0.0:
             return eps, 0.0

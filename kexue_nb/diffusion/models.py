@@ -32,13 +32,43 @@ __all__ = [
 ]
 
 
+#: Upper bounds of the constructor arguments (larger values are refused up front rather than
+#: allocated), and of the estimated parameter count of a model.
+LIMITS = {"dim": 10**5, "hidden": 8192, "depth": 256, "T": 10**6, "num_classes": 10**5,
+          "channels": 1024, "base": 1024, "mult": 64}
+MAX_PARAMETERS = 2 * 10**8
+
+
 def _positive_int(value: Any, name: str, minimum: int = 1, multiple_of: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+    if name in LIMITS and value > LIMITS[name]:
+        raise ValueError(f"`{name}` must be an integer in {minimum}..{LIMITS[name]}, got {value}")
     if value % multiple_of:
         what = "even" if multiple_of == 2 else f"a multiple of {multiple_of}"
         raise ValueError(f"`{name}` must be {what}, got {value}")
     return value
+
+
+def _check_size(estimate: int, what: str, names: str) -> None:
+    if estimate > MAX_PARAMETERS:
+        raise ValueError(f"{names} too large: {what} would have about {estimate:.3g} parameters, "
+                         f"more than the limit {MAX_PARAMETERS:.0e}; choose smaller sizes")
+
+
+def _check_tensor(value: Any, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch tensor, got {type(value).__name__}")
+    return value
+
+
+def _check_x(model: nn.Module, x_t: Any) -> None:
+    """``x_t`` a floating tensor with the model's dtype and device (else a clear TypeError)."""
+    _check_tensor(x_t, "x_t")
+    param = next(model.parameters())
+    if x_t.dtype != param.dtype or x_t.device != param.device:
+        raise TypeError(f"`x_t` must have the model's dtype and device ({param.dtype}, "
+                        f"{param.device}), got {x_t.dtype} on {x_t.device}")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
@@ -49,9 +79,16 @@ def timestep_embedding(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
     paper's code, Ho et al. 2020). Returns float32 (B, dim).
     """
     _positive_int(dim, "dim", 2, multiple_of=2)
+    if dim > 2**16:
+        raise ValueError(f"`dim` must be an even integer in 2..{2**16}, got {dim}")
     _positive_int(T, "T")
+    _check_tensor(t, "t")
     if t.ndim != 1:
         raise ValueError(f"`t` must have shape (B,), got {tuple(t.shape)}")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"`t` must hold real timesteps, got {t.dtype}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError("`t` must be finite (no NaN or ±inf)")
     half = dim // 2
     freqs = torch.exp(
         -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
@@ -126,6 +163,10 @@ def _check_inputs(
     event_shape: tuple[int, ...],
 ) -> None:
     """Validate shapes always; validate values of CPU tensors (free there, a sync on a GPU)."""
+    _check_x(model, x_t)
+    _check_tensor(t, "t")
+    if y is not None:
+        _check_tensor(y, "y")
     if tuple(x_t.shape[1:]) != event_shape or x_t.ndim != len(event_shape) + 1:
         raise ValueError(f"`x_t` must have shape (B, {', '.join(map(str, event_shape))}), "
                          f"got {tuple(x_t.shape)}")
@@ -198,6 +239,8 @@ class MLPDenoiser(nn.Module):
         _positive_int(depth, "depth")
         _positive_int(T, "T")
         _positive_int(num_classes, "num_classes", 0)
+        _check_size(3 * depth * hidden**2 + 2 * hidden**2 + (num_classes + 1 + 2 * dim) * hidden,
+                    "MLPDenoiser", "`hidden`, `depth` or `num_classes`")
         self.config = {"dim": dim, "hidden": hidden, "depth": depth, "T": T,
                        "num_classes": num_classes}
         self.dim, self.T, self.num_classes = dim, T, num_classes
@@ -282,6 +325,9 @@ class UNet8(nn.Module):
         _positive_int(T, "T")
         _positive_int(num_classes, "num_classes", 0)
         _positive_int(mult, "mult")
+        c1, c2, e = base, mult * base, 4 * base
+        _check_size(9 * (6 * c1**2 + 2 * c1 * c2 + 4 * c2**2 + 2 * channels * c1) + 2 * e**2
+                    + (num_classes + 1) * e, "UNet8", "`base`, `mult` or `num_classes`")
         self.config = {"channels": channels, "base": base, "T": T, "num_classes": num_classes,
                        "mult": mult}
         self.channels, self.T, self.num_classes = channels, T, num_classes
@@ -351,7 +397,7 @@ class NoisyClassifier(nn.Module):
     ) -> None:
         super().__init__()
         _positive_int(num_classes, "num_classes", 2)
-        if kind not in ("mlp", "image"):
+        if not isinstance(kind, str) or kind not in ("mlp", "image"):
             raise ValueError(f"`kind` must be 'mlp' or 'image', got {kind!r}")
         _positive_int(T, "T")
         self.config = {"num_classes": num_classes, "kind": kind, "dim": dim, "hidden": hidden,
@@ -361,6 +407,8 @@ class NoisyClassifier(nn.Module):
             _positive_int(dim, "dim")
             _positive_int(hidden, "hidden", 2, multiple_of=2)
             _positive_int(depth, "depth")
+            _check_size(3 * depth * hidden**2 + 2 * hidden**2 + (num_classes + dim) * hidden,
+                        "NoisyClassifier", "`hidden`, `depth` or `num_classes`")
             self.event_shape: tuple[int, ...] = (dim,)
             self.cond = _Conditioning(hidden, T, 0)
             self.inp = nn.Linear(dim, hidden)
@@ -370,6 +418,9 @@ class NoisyClassifier(nn.Module):
         else:
             _positive_int(channels, "channels")
             _positive_int(base, "base", 8, multiple_of=8)
+            _check_size(9 * (channels * base + 2 * base**2 + 2 * base**2 + 8 * base**2)
+                        + 32 * base**2 + 2 * base * num_classes, "NoisyClassifier",
+                        "`base` or `num_classes`")
             self.event_shape = (channels, 8, 8)
             emb_dim = 4 * base
             self.cond = _Conditioning(emb_dim, T, 0)
@@ -384,6 +435,8 @@ class NoisyClassifier(nn.Module):
             init_weights_(self, generator)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        _check_x(self, x_t)
+        _check_tensor(t, "t")
         if tuple(x_t.shape[1:]) != self.event_shape or x_t.ndim != len(self.event_shape) + 1:
             raise ValueError(f"`x_t` must have shape (B, {', '.join(map(str, self.event_shape))})"
                              f", got {tuple(x_t.shape)}")

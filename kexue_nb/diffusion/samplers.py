@@ -15,14 +15,16 @@ The model is called as ``model(x_t, t, y)`` with ``t`` a long tensor of shape (B
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._validation import same_shape
+from .._validation import _is_complex, floating_tensor, same_shape
 from .guidance import Guidance
-from .schedule import Schedule, per_sample
+from .schedule import MAX_T, Schedule, _check_flag, per_sample
 
 __all__ = [
     "Samples",
@@ -35,6 +37,20 @@ __all__ = [
 ]
 
 _VARIANCES = ("beta", "posterior", "zero")
+#: The most values a sampler draws at once (prod(shape)); larger requests are refused up front.
+MAX_ELEMENTS = 10**8
+
+
+def _check_schedule(schedule: object) -> Schedule:
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
+    return schedule
+
+
+def _check_variance(variance: object) -> str:
+    if not isinstance(variance, str) or variance not in _VARIANCES:
+        raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
+    return variance
 
 
 @dataclass
@@ -73,8 +89,10 @@ def ddpm_step(
     ``noise`` is z (x_t's shape) or None for the mean alone. t in 1..T (an int or a long tensor
     of shape (B,)).
     """
-    if variance not in _VARIANCES:
-        raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
+    _check_variance(variance)
+    _check_schedule(schedule)
+    floating_tensor(eps, "eps")
+    floating_tensor(x_t, "x_t")
     same_shape(eps, "eps", x_t, "x_t")
     schedule._check_t(t, minimum=1)
     g = schedule.gather
@@ -83,22 +101,31 @@ def ddpm_step(
     )
     if noise is None:
         return mean
+    floating_tensor(noise, "noise")
     same_shape(noise, "noise", x_t, "x_t")
     return mean + per_sample(schedule.sigma(t, variance), x_t, "sigma") * noise
 
 
 def ddim_sigma(schedule: Schedule, t: int, t_prev: int, eta: float) -> float:
-    """σ = η √((β̄_s²/β̄_t²)(1 − ᾱ_t²/ᾱ_s²)) for the DDIM step t → s = t_prev (float64)."""
+    """σ = η √((β̄_s²/β̄_t²)(1 − ᾱ_t²/ᾱ_s²)) for the DDIM step t → s = t_prev (float64).
+
+    η ≤ 1 keeps σ ≤ β̄_s; a larger η is refused where σ would exceed β̄_s (the step's
+    √(β̄_s² − σ²) would be imaginary)."""
     eta = _check_eta(eta)
+    _check_schedule(schedule)
     _check_pair(schedule, t, t_prev)
     ab_t, ab_s = schedule.alpha_bar[t], schedule.alpha_bar[t_prev]
     bb_t, bb_s = schedule.beta_bar[t], schedule.beta_bar[t_prev]
-    return float(eta * torch.sqrt(bb_s**2 / bb_t**2 * (1.0 - ab_t**2 / ab_s**2)))
+    sigma = float(eta * torch.sqrt(bb_s**2 / bb_t**2 * (1.0 - ab_t**2 / ab_s**2)))
+    if eta > 1.0 and sigma > float(bb_s) * (1.0 + 1e-9):
+        raise ValueError(f"`eta` = {eta!r} makes σ = {sigma:.4g} exceed β̄_s = {float(bb_s):.4g} "
+                         f"on the step t = {t} → t_prev = {t_prev}; use eta <= 1")
+    return sigma
 
 
 def _check_pair(schedule: Schedule, t: int, t_prev: int) -> None:
     for name, v in (("t", t), ("t_prev", t_prev)):
-        if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
             raise ValueError(f"`{name}` must be an integer, got {v!r}")
     if not 1 <= t <= schedule.T:
         raise ValueError(f"`t` must lie in 1..{schedule.T}, got {t}")
@@ -107,10 +134,12 @@ def _check_pair(schedule: Schedule, t: int, t_prev: int) -> None:
 
 
 def _check_eta(eta: float) -> float:
+    if isinstance(eta, bool | str | bytes) or eta is None or _is_complex(eta):
+        raise ValueError(f"`eta` must be a finite number >= 0, got {eta!r}")
     try:
         e = float(eta)
     except (TypeError, ValueError):
-        raise ValueError(f"`eta` must be a number >= 0, got {eta!r}") from None
+        raise ValueError(f"`eta` must be a finite number >= 0, got {eta!r}") from None
     if not 0.0 <= e < float("inf"):
         raise ValueError(f"`eta` must be a finite number >= 0, got {eta!r}")
     return e
@@ -132,7 +161,11 @@ def ddim_step(
     σ = η √((β̄_s²/β̄_t²)(1 − ᾱ_t²/ᾱ_s²)). η = 0 is deterministic; ``noise`` None means z = 0.
     """
     eta = _check_eta(eta)
+    floating_tensor(eps, "eps")
+    floating_tensor(x_t, "x_t")
     same_shape(eps, "eps", x_t, "x_t")
+    if noise is not None:
+        floating_tensor(noise, "noise")
     sigma = ddim_sigma(schedule, t, t_prev, eta)
     ab_s, bb_s = schedule.alpha_bar[t_prev].item(), schedule.beta_bar[t_prev].item()
     x0_hat = schedule.predict_x0(x_t, t, eps)
@@ -148,9 +181,9 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
     """The ``steps`` timesteps DDIM visits, in sampling order: t_i = round(i·T/steps) for
     i = steps, …, 1 (evenly spaced, starting at T; diffusers' "trailing" spacing). The last
     step goes from t_1 = round(T/steps) to 0."""
-    if isinstance(T, bool) or not isinstance(T, int) or T <= 0:
-        raise ValueError(f"`T` must be a positive integer, got {T!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+    if isinstance(T, bool) or not isinstance(T, int | np.integer) or not 0 < T <= MAX_T:
+        raise ValueError(f"`T` must be a positive integer <= {MAX_T}, got {T!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or not 1 <= steps <= T:
         raise ValueError(f"`steps` must be an integer in 1..T = {T}, got {steps!r}")
     return [round(i * T / steps) for i in range(steps, 0, -1)]
 
@@ -163,27 +196,43 @@ def _setup(model, shape, y, guidance, generator, device, dtype, x_T):
     if isinstance(shape, torch.Size):
         shape = tuple(shape)
     if (not isinstance(shape, tuple) or not shape
-            or not all(isinstance(s, int) and s > 0 for s in shape)):
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
         raise ValueError(f"`shape` must be a non-empty tuple of positive integers, got {shape!r}")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ValueError(f"`shape` {shape} asks for {math.prod(shape)} values, more than the "
+                         f"limit {MAX_ELEMENTS}; sample in batches")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
     param = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
     if device is None:
         device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"`device` must name a torch device, got {device!r}") from exc
     if dtype is None:
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
     if y is not None:
         if not isinstance(y, torch.Tensor) or y.shape != (shape[0],):
             raise ValueError(f"`y` must be a long tensor of shape ({shape[0]},), got "
                              f"{tuple(y.shape) if isinstance(y, torch.Tensor) else y!r}")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise TypeError(f"`y` must be an integer (long) tensor of class ids, got {y.dtype}")
         y = y.to(device=device, dtype=torch.long)
     if guidance is not None and y is None:
         raise ValueError("`y` must be given when `guidance` is used")
-    if guidance is not None and not hasattr(guidance, "eps"):
+    if guidance is not None and not (hasattr(guidance, "eps") and hasattr(guidance, "ddpm")):
         raise ValueError(f"`guidance` must be a ClassifierGuidance or ClassifierFreeGuidance, "
                          f"got {guidance!r}")
     if x_T is None:
         x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     else:
+        floating_tensor(x_T, "x_T")
+        if not bool(torch.isfinite(x_T).all()):
+            raise ValueError("`x_T` must be finite (no NaN or ±inf)")
         if tuple(x_T.shape) != shape:
             raise ValueError(f"`x_T` must have shape {shape}, got {tuple(x_T.shape)}")
         x = x_T.to(device=device, dtype=dtype)
@@ -228,8 +277,10 @@ def ddpm_sample(
     guidance the loop runs under ``torch.inference_mode()``, so the returned tensors are inference
     tensors: ``.clone()`` them before using them in autograd.
     """
-    if variance not in _VARIANCES:
-        raise ValueError(f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
+    _check_variance(variance)
+    _check_schedule(schedule)
+    for name, flag in (("final_noise", final_noise), ("record", record), ("progress", progress)):
+        _check_flag(flag, name)
     x, y, device, ctx = _setup(model, shape, y, guidance, generator, device, dtype, x_T)
     traj: list[torch.Tensor] | None = [x.cpu()] if record else None
     x0s: list[torch.Tensor] | None = [] if record else None
@@ -277,10 +328,16 @@ def ddim_sample(
     arguments as in :func:`ddpm_sample`.
     """
     eta = _check_eta(eta)
+    _check_schedule(schedule)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= schedule.T:
         raise ValueError(f"`steps` must be an integer in 1..T = {schedule.T}, got {steps!r}")
+    _check_flag(record, "record")
+    _check_flag(progress, "progress")
     x, y, device, ctx = _setup(model, shape, y, guidance, generator, device, dtype, x_T)
     timesteps = ddim_timesteps(schedule.T, steps)
+    if eta > 1.0:  # refuse up front an η whose σ exceeds β̄_s on some step
+        for i, t in enumerate(timesteps):
+            ddim_sigma(schedule, t, timesteps[i + 1] if i + 1 < len(timesteps) else 0, eta)
     traj: list[torch.Tensor] | None = [x.cpu()] if record else None
     x0s: list[torch.Tensor] | None = [] if record else None
     with ctx:

@@ -15,17 +15,38 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .._validation import same_shape
+from .._validation import _is_complex, floating_tensor, real_float, same_shape
 
-__all__ = ["DDPMPaperSchedule", "Schedule", "per_sample"]
+__all__ = ["DDPMPaperSchedule", "MAX_T", "Schedule", "per_sample"]
+
+#: The largest number of diffusion steps accepted (tables of 8 MB each); larger T are refused
+#: up front rather than allocated.
+MAX_T = 10**6
+
+
+def _real_scalar(value: object, name: str) -> float:
+    """``value`` as a finite float (``real_float``), refusing strings as well: a number must be
+    given as a number."""
+    if isinstance(value, str | bytes):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+    return real_float(value, name)
+
+
+def _check_flag(value: object, name: str) -> bool:
+    """A switch must be a bool (numpy's included): a tensor or a string would be read as a truth
+    value, or fail with an ambiguous-truth-value error."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _check_T(T: object) -> int:
-    if isinstance(T, bool) or not isinstance(T, int) or T <= 0:
-        raise ValueError(f"`T` must be a positive integer, got {T!r}")
-    return T
+    if isinstance(T, bool) or not isinstance(T, int | np.integer) or not 0 < T <= MAX_T:
+        raise ValueError(f"`T` must be a positive integer <= {MAX_T}, got {T!r}")
+    return int(T)
 
 
 @dataclass(frozen=True)
@@ -58,10 +79,10 @@ class Schedule:
 
     def __init__(self, betas: torch.Tensor) -> None:
         """Use :meth:`from_betas`; ``betas`` are the DDPM paper's β_t (Su's β_t²), t = 1..T."""
-        b = torch.as_tensor(betas).detach().to("cpu", torch.float64)
-        if b.ndim != 1 or b.numel() == 0:
-            raise ValueError(
-                f"`betas` must be a non-empty 1-D sequence, got shape {tuple(b.shape)}")
+        b = _as_betas(betas)
+        if b.ndim != 1 or b.numel() == 0 or b.numel() > MAX_T:
+            raise ValueError(f"`betas` must be a non-empty 1-D sequence of at most {MAX_T} "
+                             f"values, got shape {tuple(b.shape)}")
         if not bool(torch.all((b > 0) & (b < 1))):
             bad = b[~((b > 0) & (b < 1))][0].item()
             raise ValueError(f"`betas` must lie in the open interval (0, 1), got {bad!r}")
@@ -83,6 +104,7 @@ class Schedule:
 
         Su's α_t = √(1 − β_t^{DDPM}), β_t = √β_t^{DDPM} (kexue.fm/archives/9119).
         """
+        _as_betas(betas)  # refuse complex, non-numeric and non-real input with a clear message
         return cls(torch.as_tensor(betas, dtype=torch.float64))
 
     @classmethod
@@ -97,7 +119,7 @@ class Schedule:
         """The DDPM paper's linear schedule: β_t = linspace(beta_start, beta_end, T) in float64."""
         T = _check_T(T)
         for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
-            if not 0.0 < float(value) < 1.0:
+            if not 0.0 < _real_scalar(value, name) < 1.0:
                 raise ValueError(f"`{name}` must lie in (0, 1), got {value!r}")
         return cls.from_betas(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
 
@@ -109,12 +131,15 @@ class Schedule:
         β_t = 1 − ᾱ_t/ᾱ_{t−1} clipped at 0.999.
         """
         T = _check_T(T)
-        if not float(s) > 0.0:
-            raise ValueError(f"`s` must be positive, got {s!r}")
+        if not _real_scalar(s, "s") > 0.0:
+            raise ValueError(f"`s` must be positive and finite, got {s!r}")
         t = torch.arange(T + 1, dtype=torch.float64)
         f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
         abar = f / f[0]
         betas = torch.clamp(1.0 - abar[1:] / abar[:-1], max=0.999)
+        if not bool(torch.all(betas > 0)):  # s so large that ᾱ_t rounds to a constant
+            raise ValueError(f"`s` = {s!r} is too large for T = {T}: some β_t round to 0 "
+                             "(the usual value is 0.008)")
         return cls.from_betas(betas)
 
     # ----------------------------------------------------------------------------------
@@ -138,6 +163,9 @@ class Schedule:
         ``variance="zero"``: σ_t = 0, the mean-only step that 9119 also writes down.
         """
         t = self._check_t(t, minimum=1)
+        if not isinstance(variance, str):
+            raise ValueError(
+                f"`variance` must be 'beta', 'posterior' or 'zero', got {variance!r}")
         if variance == "beta":
             return self.beta[t]
         if variance == "posterior":
@@ -151,8 +179,10 @@ class Schedule:
         """Validate integer timesteps in minimum..T; return them as a CPU long tensor."""
         if isinstance(t, bool):
             raise ValueError(f"`t` must be an integer or a long tensor, got {t!r}")
-        if isinstance(t, int):
-            tt = torch.tensor(t, dtype=torch.long)
+        if isinstance(t, int | np.integer):
+            if not minimum <= t <= self.T:
+                raise ValueError(f"`t` must lie in {minimum}..{self.T}, got values in {t}..{t}")
+            tt = torch.tensor(int(t), dtype=torch.long)
         elif isinstance(t, torch.Tensor):
             if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
                 raise ValueError(f"`t` must be an integer tensor, got dtype {t.dtype}")
@@ -179,6 +209,7 @@ class Schedule:
             got = tuple(values.shape) if isinstance(values, torch.Tensor) else values
             raise ValueError(f"`values` must be a 1-D tensor of length T + 1 = {self.T + 1}, "
                              f"got {got!r}")
+        floating_tensor(like, "like")
         tt = self._check_t(t)
         out = values[tt]
         return _Gathered(tt, like)(out)
@@ -186,7 +217,12 @@ class Schedule:
     def q_sample(
         self, x0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
-        """x_t = ᾱ_t x_0 + β̄_t ε, the unrolled forward chain (kexue.fm/archives/9119)."""
+        """x_t = ᾱ_t x_0 + β̄_t ε, the unrolled forward chain (kexue.fm/archives/9119).
+
+        ``x0`` and ``noise`` must be floating tensors of one shape (integer tensors would cast
+        the coefficients to integers)."""
+        floating_tensor(x0, "x0")
+        floating_tensor(noise, "noise")
         same_shape(noise, "noise", x0, "x0")
         return self.gather(self.alpha_bar, t, x0) * x0 + self.gather(self.beta_bar, t, x0) * noise
 
@@ -197,7 +233,10 @@ class Schedule:
 
         mean = (α_t β̄_{t−1}²/β̄_t²) x_t + (ᾱ_{t−1} β_t²/β̄_t²) x_0,
         std = β̄_{t−1} β_t/β̄_t (broadcastable against ``x_t``; 0 at t = 1).
+        ``x_t`` and ``x0`` must be floating tensors of one shape.
         """
+        floating_tensor(x_t, "x_t")
+        floating_tensor(x0, "x0")
         same_shape(x0, "x0", x_t, "x_t")
         tt = self._check_t(t, minimum=1)
         prev = tt - 1
@@ -210,7 +249,10 @@ class Schedule:
     def predict_x0(
         self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor
     ) -> torch.Tensor:
-        """x̂_0 = (x_t − β̄_t ε̂)/ᾱ_t, the clean-data estimate behind an ε-prediction (9164)."""
+        """x̂_0 = (x_t − β̄_t ε̂)/ᾱ_t, the clean-data estimate behind an ε-prediction (9164);
+        ``x_t`` and ``eps`` floating tensors of one shape."""
+        floating_tensor(x_t, "x_t")
+        floating_tensor(eps, "eps")
         same_shape(eps, "eps", x_t, "x_t")
         g = self.gather
         return (x_t - g(self.beta_bar, t, x_t) * eps) / g(self.alpha_bar, t, x_t)
@@ -218,8 +260,19 @@ class Schedule:
 
 def per_sample(values: torch.Tensor | float, like: torch.Tensor, name: str) -> torch.Tensor:
     """``values`` (a scalar, or one per sample: shape (B,)) shaped (B, 1, …, 1) to broadcast
-    against ``like`` (B, …), on ``like``'s device and dtype."""
-    values = torch.as_tensor(values)
+    against ``like`` (B, …), on ``like``'s device and dtype (a floating tensor)."""
+    floating_tensor(like, "like")
+    if isinstance(values, bool | str | bytes) or values is None or _is_complex(values):
+        raise TypeError(f"`{name}` must be a real number or tensor, got {values!r}")
+    try:
+        values = torch.as_tensor(values)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"`{name}` must be a real number or tensor, got {values!r}") from exc
+    if values.ndim > 1:
+        raise ValueError(f"`{name}` must be a scalar or have shape (B,), "
+                         f"got {tuple(values.shape)}")
+    if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+        raise ValueError(f"`{name}` must be finite (no NaN or ±inf), got {values}")
     if values.ndim == 1:
         if like.ndim == 0 or values.shape[0] != like.shape[0]:
             n = like.shape[0] if like.ndim else 0
@@ -227,6 +280,16 @@ def per_sample(values: torch.Tensor | float, like: torch.Tensor, name: str) -> t
                              f"got {tuple(values.shape)}")
         values = values.reshape(-1, *([1] * (like.ndim - 1)))
     return values.to(device=like.device, dtype=like.dtype)
+
+
+def _as_betas(betas: object) -> torch.Tensor:
+    """``betas`` as a float64 CPU tensor; complex, None and non-numeric input refused."""
+    if betas is None or isinstance(betas, bool | str) or _is_complex(betas):
+        raise TypeError(f"`betas` must be a real 1-D sequence, got {betas!r}")
+    try:
+        return torch.as_tensor(betas).detach().to("cpu", torch.float64)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise TypeError(f"`betas` must be a real 1-D sequence, got {betas!r}") from exc
 
 
 class _Gathered:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .._validation import integer, positive_float
 from .data import load_digits
 from .metrics import FEATURES_PATH, DigitsFeatureNet
 
@@ -27,6 +28,10 @@ __all__ = ["init_parameters", "main", "train_feature_net"]
 def init_parameters(net: torch.nn.Module, generator: torch.Generator) -> None:
     """PyTorch's default initialisation, drawn from ``generator``: weights and biases
     U(−1/√fan_in, 1/√fan_in) for every convolution and linear layer."""
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"`net` must be a torch.nn.Module, got {type(net).__name__}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator, got {type(generator).__name__}")
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
@@ -51,9 +56,17 @@ def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def train_feature_net(
     seed: int = 0, epochs: int = 20, batch_size: int = 64, lr: float = 2e-3, progress: bool = True
 ) -> tuple[DigitsFeatureNet, float]:
-    """Train the network; returns it (eval mode) and its accuracy on the held-out 20 %."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}")
+    """Train the network; returns it (eval mode) and its accuracy on the held-out 20 %.
+
+    ``seed`` in 0..2**63 − 1, ``epochs`` in 1..1000, ``batch_size`` in 1..100000, ``lr`` a positive
+    finite number."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1000:
+        raise ValueError(f"`epochs` must be a positive integer <= 1000, got {epochs!r}")
+    seed = integer(seed, "seed", 0, 2**63 - 1)
+    batch_size = integer(batch_size, "batch_size", 1, 100_000)
+    if isinstance(lr, str | bytes):
+        raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
+    positive_float(lr, "lr")
     g = torch.Generator().manual_seed(seed)
     x, y = load_digits()
     perm = torch.randperm(x.shape[0], generator=g)
@@ -91,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     # one thread: multi-threaded reductions sum in a varying order, which changes the weights in
     # the 6th digit; with one thread a rerun on the same machine writes the same bytes
     torch.set_num_threads(1)
-    net, acc = train_feature_net(seed=args.seed, epochs=args.epochs)
+    try:
+        net, acc = train_feature_net(seed=args.seed, epochs=args.epochs)
+    except ValueError as err:  # a one-line usage error, not a traceback
+        parser.error(str(err))
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     # a single metadata entry (safetensors does not keep the order of several)
     recipe = f"seed={args.seed} epochs={args.epochs} heldout_accuracy={acc:.4f}"

@@ -21,13 +21,22 @@ the gradients, so a step equals the single-process step on the global batch up t
 float sums, and weights, EMA, optimiser and generator stay identical on every rank. Rank 0 alone
 shows progress and writes checkpoints (after a barrier); resuming reads the file on rank 0 and
 broadcasts its bytes, so a run may resume on another world size.
+
+Resuming is checked before anything changes (:meth:`Trainer.restore`): a checkpoint of another
+model, data, schedule or seed is refused, and one of other :data:`OVERRIDABLE_SETTINGS` (learning
+rate, batch size, …) unless they are named in ``allow_changes``; a refused restore leaves the
+trainer untouched. CPU results depend on the math-thread count in the last bits: the checkpoint
+records it and a resume on another count warns.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,12 +56,16 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_from_bytes,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
 )
 from .schedule import Schedule
 
 __all__ = [
     "TrainConfig",
+    "FIXED_SETTINGS",
+    "FREE_SETTINGS",
+    "OVERRIDABLE_SETTINGS",
     "TrainResult",
     "Trainer",
     "lr_factor",
@@ -61,6 +74,17 @@ __all__ = [
 ]
 
 _PRECISIONS = ("auto", "fp32", "bf16")
+
+#: Settings a resumed run must share with its checkpoint, always (besides the model, its
+#: config, the data and the schedule, which are compared too).
+FIXED_SETTINGS = ("seed",)
+#: Settings a resume refuses to change unless named in ``allow_changes``: continuing with a new
+#: value is sound (the run goes on from the stored state with the new value from now on).
+OVERRIDABLE_SETTINGS = ("lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
+                        "label_dropout", "batch_size", "precision")
+#: Settings a resume may change freely (length of the run, logging, placement).
+FREE_SETTINGS = ("steps", "log_every", "checkpoint_every", "out_dir", "progress", "device",
+                 "compile")
 
 
 @dataclass
@@ -301,6 +325,10 @@ class Trainer:
         self.history = TrainResult()
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
+        self._data_sha256: str | None = None
+        #: Settings of the caller (the CLI: data set, schedule name, model kind, …) stored in
+        #: checkpoints and compared on resume, so that a refusal can name the option.
+        self.run_settings: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------
     @property
@@ -356,15 +384,21 @@ class Trainer:
         return x0, t, noise, y
 
     def train(self, resume: bool | str | os.PathLike[str] = False, *,
-              stop_at: int | None = None) -> TrainResult:
+              stop_at: int | None = None, allow_changes=()) -> TrainResult:
         """Train up to ``config.steps`` optimiser steps and return the loss history.
 
         ``resume=True`` first restores ``out_dir/checkpoint.safetensors`` when it exists (a path
         names another checkpoint); the run then continues exactly where that one stopped.
         ``stop_at`` ends this call after that many steps in total (the LR schedule still spans
-        ``config.steps``), as if the run were interrupted there.
+        ``config.steps``), as if the run were interrupted there. A resume refuses a checkpoint
+        of other settings (see :meth:`restore`; ``allow_changes`` names the
+        :data:`OVERRIDABLE_SETTINGS` that may differ). Stale temporary files of killed
+        checkpoint writes in ``out_dir`` are removed first.
         """
         cfg = self.config
+        allow_changes = _allowed(allow_changes)
+        if cfg.out_dir is not None and self.world.is_main:
+            remove_stale_temporaries(cfg.out_dir)
         if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
                                     or not 1 <= stop_at <= cfg.steps):
             raise ValueError(f"`stop_at` must be an integer in 1..steps = {cfg.steps}, "
@@ -375,11 +409,11 @@ class Trainer:
                 raise ValueError("`resume` must be a checkpoint path when `out_dir` is None")
             if self._ddp is None:
                 if path.exists() or resume is not True:
-                    self.restore(load_checkpoint(path))
+                    self.restore(load_checkpoint(path), allow_changes=allow_changes)
             else:
                 ckpt = _read_on_rank0(path, required=resume is not True)
                 if ckpt is not None:
-                    self.restore(ckpt)
+                    self.restore(ckpt, allow_changes=allow_changes)
         end = cfg.steps if stop_at is None else stop_at
         start = self.step
         self.model.train()
@@ -437,7 +471,20 @@ class Trainer:
                         "lrs": self.history.lrs},
             "loss_count": self._loss_count,
             "data_shape": list(self.x.shape),
-        }
+            "data_sha256": self.data_sha256,
+        } | ({"run": dict(self.run_settings)} if self.run_settings else {})
+
+    @property
+    def data_sha256(self) -> str:
+        """sha256 of the training data (x as float32, and y as int64 when given), cached."""
+        if self._data_sha256 is None:
+            h = hashlib.sha256(repr(tuple(self.x.shape)).encode())
+            h.update(self.x.detach().cpu().contiguous().numpy().tobytes())
+            if self.y is not None:
+                h.update(b"y")
+                h.update(self.y.detach().cpu().contiguous().numpy().tobytes())
+            self._data_sha256 = h.hexdigest()
+        return self._data_sha256
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write model, EMA, optimiser, LR scheduler, generator state, step and history to
@@ -476,35 +523,201 @@ class Trainer:
             raise error
         return Path(path)
 
-    def restore(self, checkpoint: Any) -> None:
+    def restore(self, checkpoint: Any, allow_changes=()) -> None:
         """Load a :class:`~kexue_nb.diffusion.checkpoint.Checkpoint` (or a path to one) into
-        this trainer: weights, EMA, optimiser, LR scheduler, generator, step and history."""
+        this trainer: weights, EMA, optimiser, LR scheduler, generator, step and history.
+
+        Everything is checked before anything changes, and a failure leaves the trainer as it
+        was: a :class:`CheckpointError` names the file and the reason. The checkpoint must come
+        from the same run: the same model and config, data (shape and sha256), schedule (β_t)
+        and :data:`FIXED_SETTINGS`; the :data:`OVERRIDABLE_SETTINGS` must match too unless named
+        in ``allow_changes``, and the :data:`FREE_SETTINGS` may differ. A checkpoint written with
+        another math-thread count resumes with a ``RuntimeWarning`` (CPU results then differ in
+        the last bits from an uninterrupted run)."""
+        allow = _allowed(allow_changes)
         ckpt = checkpoint if not isinstance(checkpoint, str | os.PathLike) else \
             load_checkpoint(checkpoint)
+        if not isinstance(ckpt, Checkpoint):
+            raise ValueError(f"`checkpoint` must be a Checkpoint or a path, "
+                             f"got {type(checkpoint).__name__}")
         path = ckpt.path
+
+        def fail(what: str) -> CheckpointError:
+            return CheckpointError(f"checkpoint {str(path)!r} {what}")
+
+        try:
+            plan = self._check_restore(ckpt, allow, fail)
+        except CheckpointError:
+            raise
+        except Exception as err:  # a malformed Checkpoint object built by hand
+            raise fail(f"cannot be restored ({type(err).__name__}: {err})") from None
+        if ckpt.torch_threads is not None and ckpt.torch_threads != torch.get_num_threads():
+            warnings.warn(f"checkpoint {str(path)!r} was written with {ckpt.torch_threads} math "
+                          f"threads, this process uses {torch.get_num_threads()}: the resumed "
+                          f"run is not bit-identical to an uninterrupted one "
+                          f"(torch.set_num_threads({ckpt.torch_threads}) makes it so)",
+                          RuntimeWarning, stacklevel=2)
+        saved = self._snapshot()
+        try:
+            self._apply_restore(ckpt, plan)
+        except BaseException as err:
+            self._rollback(saved)
+            if isinstance(err, Exception):
+                raise fail(f"cannot be restored ({type(err).__name__}: {err})") from None
+            raise
+
+    def _check_restore(self, ckpt: Checkpoint, allow: frozenset[str], fail) -> dict[str, Any]:
+        extra = ckpt.extra if isinstance(ckpt.extra, dict) else {}
+        run, mine = extra.get("run"), self.run_settings
+        if isinstance(run, dict) and mine:
+            for key in sorted(set(run) | set(mine)):
+                if run.get(key) != mine.get(key):
+                    raise fail(f"was written with setting `{key}` = {run.get(key)!r}, this run "
+                               f"has {mine.get(key)!r}; resume with the same value, or start a "
+                               f"new run in another folder")
         name, config = type(self.model).__name__, getattr(self.model, "config", None)
         if ckpt.model_name != name or ckpt.model_config != config:
-            raise CheckpointError(f"checkpoint {str(path)!r} holds a {ckpt.model_name} with "
-                                  f"config {ckpt.model_config}, not this trainer's {name} "
-                                  f"with config {config}")
+            raise fail(f"holds a {ckpt.model_name} with config {ckpt.model_config}, not this "
+                       f"trainer's {name} with config {config}")
         if ckpt.optimizer_state is None or ckpt.ema_state is None or ckpt.rng_state is None:
-            raise CheckpointError(f"checkpoint {str(path)!r} has no trainer state (optimiser, "
-                                  f"EMA and generator are needed to resume)")
-        extra = ckpt.extra
+            raise fail("has no trainer state (optimiser, EMA and generator are needed to "
+                       "resume)")
+        for key in ("train_config", "scheduler", "history", "loss_count", "data_shape"):
+            if key not in extra:
+                raise fail(f"has no trainer state ({key!r} is missing)")
         if extra.get("data_shape") != list(self.x.shape):
-            raise CheckpointError(f"checkpoint {str(path)!r} was trained on data of shape "
-                                  f"{extra.get('data_shape')}, not {list(self.x.shape)}")
+            raise fail(f"was trained on data of shape {extra.get('data_shape')}, not "
+                       f"{list(self.x.shape)}")
+        if "data_sha256" in extra and extra["data_sha256"] != self.data_sha256:
+            raise fail(f"was trained on other data (sha256 {str(extra['data_sha256'])[:12]}…, "
+                       f"this run's {self.data_sha256[:12]}…) of the same shape")
+        betas = self.schedule.ddpm_paper().betas
+        stored = ckpt.schedule_betas
+        if stored is not None and (stored.shape != betas.shape
+                                   or not torch.equal(stored.to(betas.dtype), betas)):
+            raise fail(f"was trained with another schedule (T = {stored.numel()}, β_1 = "
+                       f"{float(stored[0]):.6g}, β_T = {float(stored[-1]):.6g}) than this run's "
+                       f"(T = {betas.numel()}, β_1 = {float(betas[0]):.6g}, β_T = "
+                       f"{float(betas[-1]):.6g})")
+        cfg, old = asdict(self.config), extra["train_config"]
+        if not isinstance(old, dict):
+            raise fail("has a malformed train_config")
+        for key in FIXED_SETTINGS + OVERRIDABLE_SETTINGS:
+            if old.get(key) != cfg[key] and key not in allow:
+                hint = (f"pass allow_changes=({key!r},) (CLI: --allow-change {key}) to continue "
+                        f"with the new value" if key in OVERRIDABLE_SETTINGS else
+                        "it cannot change within a run; start a new run in another folder")
+                raise fail(f"was trained with `{key}` = {old.get(key)!r}, this run has "
+                           f"{cfg[key]!r}; {hint}")
         if ckpt.step > self.config.steps:
-            raise CheckpointError(f"checkpoint {str(path)!r} is at step {ckpt.step}, beyond "
-                                  f"`steps` = {self.config.steps}")
+            raise fail(f"is at step {ckpt.step}, beyond `steps` = {self.config.steps}")
+        # the state's structure against this trainer's objects
+        own = self.model.state_dict()
+        _same_tensors(fail, "model", ckpt.model_state, own)
+        ema_own = self._ema.state_dict()
+        _same_tensors(fail, "EMA", ckpt.ema_state, ema_own)
+        opt = ckpt.optimizer_state
+        mine_opt = self.optimizer.state_dict()
+        if not isinstance(opt, dict) or set(opt) != {"state", "param_groups"}:
+            raise fail("has a malformed optimiser state")
+        groups = opt["param_groups"]
+        if not isinstance(groups, list) or len(groups) != len(mine_opt["param_groups"]):
+            raise fail("has an optimiser with another number of parameter groups")
+        for g, m in zip(groups, mine_opt["param_groups"], strict=True):
+            if not isinstance(g, dict) or set(g) != set(m) or g["params"] != m["params"]:
+                raise fail("has optimiser parameter groups that do not fit this trainer's "
+                           "AdamW")
+        params = list(self.model.parameters())
+        state = opt["state"]
+        if not isinstance(state, dict) or set(state) - set(range(len(params))):
+            raise fail("has optimiser state for parameters this model does not have")
+        for pid, entries in state.items():
+            p = params[pid]
+            if not isinstance(entries, dict) or set(entries) != {"step", "exp_avg",
+                                                                 "exp_avg_sq"}:
+                raise fail(f"has a malformed AdamW state for parameter {pid}")
+            for key in ("exp_avg", "exp_avg_sq"):
+                t = entries[key]
+                if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
+                    raise fail(f"has AdamW {key} of parameter {pid} that does not fit it")
+            st = entries["step"]
+            if not isinstance(st, torch.Tensor) or st.shape != () or not st.is_floating_point():
+                raise fail(f"has a malformed AdamW step of parameter {pid}")
+        rng = ckpt.rng_state
+        own_rng = self.generator.get_state()
+        if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 \
+                or rng.shape != own_rng.shape:
+            raise fail(f"has a generator state of {getattr(rng, 'dtype', None)} "
+                       f"{list(getattr(rng, 'shape', []))}; this trainer's generator needs "
+                       f"uint8 {list(own_rng.shape)} (was it written on another device type?)")
+        sched, own_sched = extra["scheduler"], self.scheduler.state_dict()
+        if not isinstance(sched, dict) or set(sched) != set(own_sched) \
+                or len(sched.get("base_lrs", ())) != len(own_sched["base_lrs"]):
+            raise fail("has an LR scheduler state that does not fit this trainer's")
+        hist = extra["history"]
+        if not isinstance(hist, dict) or not all(isinstance(hist.get(k), list)
+                                                 for k in ("steps", "losses", "lrs")):
+            raise fail("has a malformed loss history")
+        loss_sum = ckpt.extra_tensors.get("loss_sum")
+        if not isinstance(loss_sum, torch.Tensor) or loss_sum.shape != () \
+                or loss_sum.dtype != torch.float32:
+            raise fail("lacks the pending loss sum ('extra.loss_sum', a float32 scalar)")
+        count = extra["loss_count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise fail("has a malformed loss_count")
+        return {"lr": cfg["lr"] if "lr" in allow and old.get("lr") != cfg["lr"] else None,
+                "weight_decay": cfg["weight_decay"]
+                if "weight_decay" in allow and old.get("weight_decay") != cfg["weight_decay"]
+                else None,
+                "relr": any(old.get(k) != cfg[k] for k in ("lr", "warmup_steps", "steps"))}
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"model": {k: v.clone() for k, v in self.model.state_dict().items()},
+                "ema": {k: v.clone() for k, v in self._ema.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+                "generator": self.generator.get_state().clone(),
+                "step": self.step, "history": copy.deepcopy(self.history),
+                "loss_sum": self._loss_sum.clone(), "loss_count": self._loss_count}
+
+    def _rollback(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self._ema.load_state_dict(saved["ema"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.generator.set_state(saved["generator"])
+        self.step, self.history = saved["step"], saved["history"]
+        self._loss_sum, self._loss_count = saved["loss_sum"], saved["loss_count"]
+
+    def _apply_restore(self, ckpt: Checkpoint, plan: dict[str, Any]) -> None:
+        extra = ckpt.extra
         self.model.load_state_dict(ckpt.model_state)
         ema_state = dict(ckpt.ema_state)
         n_averaged = ema_state.pop("n_averaged")
         self._ema.module.load_state_dict(
             {k[len("module."):]: v for k, v in ema_state.items() if k.startswith("module.")})
         self._ema.n_averaged.copy_(n_averaged)
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        # the implementation flags (fused, foreach, …) stay this trainer's: they fit its device
+        mine = self.optimizer.state_dict()["param_groups"]
+        groups = [dict(g, **{k: m[k] for k in ("fused", "foreach", "capturable",
+                                               "differentiable") if k in m})
+                  for g, m in zip(ckpt.optimizer_state["param_groups"], mine, strict=True)]
+        self.optimizer.load_state_dict({"state": ckpt.optimizer_state["state"],
+                                        "param_groups": groups})
         self.scheduler.load_state_dict(dict(extra["scheduler"]))
+        if plan["lr"] is not None:
+            self.scheduler.base_lrs = [plan["lr"]] * len(self.scheduler.base_lrs)
+            for g in self.optimizer.param_groups:
+                g["initial_lr"] = plan["lr"]
+        if plan["weight_decay"] is not None:
+            for g in self.optimizer.param_groups:
+                g["weight_decay"] = plan["weight_decay"]
+        if plan["relr"]:   # the LR of the next step under this run's schedule
+            factor = lr_factor(ckpt.step, self.config.warmup_steps, self.config.steps)
+            for g, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                               strict=True):
+                g["lr"] = base * factor
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         self.generator.set_state(ckpt.rng_state.to(self.generator.get_state().device))
         self.step = ckpt.step
         hist = extra["history"]
@@ -539,6 +752,37 @@ class Trainer:
         trainer = cls(model, schedule, x, y, config)
         trainer.restore(ckpt)
         return trainer
+
+
+def _allowed(allow_changes: Any) -> frozenset[str]:
+    """``allow_changes`` as a set of :data:`OVERRIDABLE_SETTINGS`."""
+    if isinstance(allow_changes, str):
+        allow_changes = (allow_changes,)
+    try:
+        names = frozenset(allow_changes)
+    except TypeError:
+        raise ValueError(f"`allow_changes` must be a collection of setting names, "
+                         f"got {allow_changes!r}") from None
+    bad = sorted(str(n) for n in names - set(OVERRIDABLE_SETTINGS))
+    if bad:
+        raise ValueError(f"`allow_changes` may name only {OVERRIDABLE_SETTINGS}, got {bad}")
+    return names
+
+
+def _same_tensors(fail, what: str, got: Any, own: dict[str, torch.Tensor]) -> None:
+    """A CheckpointError unless ``got`` has exactly ``own``'s keys, dtypes and shapes."""
+    if not isinstance(got, dict) or set(got) != set(own):
+        missing = sorted(set(own) - set(got)) if isinstance(got, dict) else []
+        raise fail(f"has {what} weights that do not fit this trainer's model"
+                   + (f" (missing {missing[0]!r})" if missing else ""))
+    for key, t in own.items():
+        v = got[key]
+        if not isinstance(v, torch.Tensor) or v.dtype != t.dtype or v.shape != t.shape:
+            raise fail(f"has {what} tensor {key!r} of {getattr(v, 'dtype', type(v).__name__)} "
+                       f"{list(getattr(v, 'shape', []))}; this model needs {t.dtype} "
+                       f"{list(t.shape)}")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise fail(f"has non-finite values in {what} tensor {key!r}")
 
 
 def _read_on_rank0(path: Path, required: bool) -> Checkpoint | None:
