@@ -121,8 +121,8 @@ SEARCH_EXPECTATIONS = {
 WIDTHS = (1280, 390)
 
 
-def toc_pages(toc_file: Path) -> list[str]:
-    """The HTML paths (relative to the build) of every page named in ``_toc.yml``."""
+def toc_files(toc_file: Path) -> list[str]:
+    """The source files (without suffix) of every page named in ``_toc.yml``, in order."""
     toc = yaml.safe_load(toc_file.read_text(encoding="utf-8"))
     files = [toc["root"]]
 
@@ -133,7 +133,12 @@ def toc_pages(toc_file: Path) -> list[str]:
             walk(entry.get("chapters", []) + entry.get("sections", []))
 
     walk(toc.get("parts", []) + toc.get("chapters", []))
-    return [f"{Path(f).with_suffix('')}.html" for f in files]
+    return [str(Path(f).with_suffix("")) for f in files]
+
+
+def toc_pages(toc_file: Path) -> list[str]:
+    """The HTML paths (relative to the build) of every page named in ``_toc.yml``."""
+    return [f"{f}.html" for f in toc_files(toc_file)]
 
 
 @contextmanager

@@ -19,22 +19,14 @@ import sys
 from pathlib import Path
 
 import nbformat
-import yaml
+
+from kexue_nb.tools.check_browser import toc_files
 
 
 def chapter_titles(toc_file: Path) -> list[str]:
     """The first heading of every notebook or page named in ``_toc.yml`` (its title)."""
-    toc = yaml.safe_load(toc_file.read_text(encoding="utf-8"))
     root = toc_file.parent
-    files = [toc["root"]]
-
-    def walk(entries: list[dict]) -> None:
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("chapters", []) + entry.get("sections", []))
-
-    walk(toc.get("parts", []) + toc.get("chapters", []))
+    files = toc_files(toc_file)
     titles = []
     for name in files:
         notebook, page = root / f"{name}.ipynb", root / f"{name}.md"
