@@ -307,15 +307,20 @@ def _sample_point(symbols: Iterable[sympy.Symbol]) -> dict:
 
 
 def _differs(difference: Any) -> bool:
-    """Whether ``difference`` is not identically zero: nonzero at one exact point of its domain
-    (a proof, and cheap), or else not reduced to 0 by :data:`_SIMPLIFIERS`."""
+    """Whether ``difference`` is not identically zero: clearly nonzero at one exact point of its
+    domain (a proof, and cheap: the value must be the same at 40 and at 80 digits, so that
+    round-off in a cancellation cannot pass for a difference), or else not reduced to 0 by
+    :data:`_SIMPLIFIERS`."""
     entries = list(difference) if isinstance(difference, sympy.MatrixBase) else [difference]
     for entry in entries:
         try:
-            value = entry.subs(_sample_point(entry.free_symbols)).evalf(30)
+            exact = entry.subs(_sample_point(entry.free_symbols))
+            coarse, fine = exact.evalf(40), exact.evalf(80)
         except (TypeError, ValueError, ZeroDivisionError):
             continue
-        if value.is_number and value.is_finite and abs(value) > sympy.Float(10) ** -20:
+        if not (fine.is_number and fine.is_finite and coarse.is_finite):
+            continue
+        if abs(fine) > sympy.Float(10) ** -20 and abs(coarse - fine) <= abs(fine) * 1e-12:
             return True
     return not _vanishes(difference)[0]
 
