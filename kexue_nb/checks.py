@@ -5,7 +5,7 @@ A chapter creates one :class:`Ledger`, records each result it verifies as a clai
 :class:`ClaimFailed` at once, so a stale or wrong derivation stops the notebook (and nbval, and
 the book build).
 
-Three kinds of claim (contract version 2):
+Three kinds of claim (contract version 3):
 
 ``symbolic`` (:meth:`Ledger.symbolic`)
     A result SymPy derived (an integral, a solved equation, a completed square, a simplified
@@ -31,7 +31,7 @@ alternative, and the claim fails unless every one is rejected:
 
 The table is displayed with this metadata, which the verification page and outside tools read::
 
-    {"kexue_nb": {"ledger": {"chapter": STEM, "version": 2, "claims": [
+    {"kexue_nb": {"ledger": {"chapter": STEM, "version": 3, "claims": [
         {"id": str, "statement": str, "kind": "symbolic" | "numeric" | "bound",
          "passed": bool,
          "evidence": {..., "basis": str,
@@ -42,11 +42,31 @@ Numeric evidence keeps ``estimate``, ``expected``, ``error``, ``atol``, ``rtol``
 keeps ``estimate`` and ``lower`` and/or ``upper``; symbolic evidence keeps the LaTeX of ``lhs``,
 ``rhs`` and the ``residual``, and ``basis`` is ``"exact"``. Stored floats are rounded to
 :data:`STORED_DIGITS` significant figures (so re-execution is byte-stable), and magnitudes below
-:data:`PRINT_FLOOR` are stored as 0.0 (round-off, which differs between CPUs).
+:data:`PRINT_FLOOR` are stored as 0 (round-off, which differs between CPUs).
+
+Version 3 adds three rules:
+
+- **Bounded evidence.** A claim over more than :data:`SUMMARY_LIMIT` values stores a summary
+  instead of its arrays: ``shape``, ``worst_index`` (the entry furthest beyond, or nearest to,
+  the tolerance or bound), ``estimate`` and ``expected`` of that entry, ``error``, and ``sha256``
+  over the rounded arrays (estimate, expected, every alternative), so that any change still shows
+  in a diff. Each alternative then stores ``excess`` (how far its worst entry lies beyond the
+  tolerance or outside the bound: positive means excluded) and ``size``, and ``value`` only if it
+  has at most :data:`SUMMARY_LIMIT` values.
+- **Numbers that a JupyterLab save leaves alone** (:func:`kexue_nb.json_numbers.js_stable`):
+  an integer-valued float is written as an integer (JavaScript writes ``4.0`` as ``4``), and a
+  non-finite one as the string ``"inf"``, ``"-inf"`` or ``"nan"``. Which fields are exact counts
+  is listed in ``integers`` (and ``"integer": true`` on an alternative), since JSON alone cannot
+  tell ``4`` from ``4.0`` and the two print differently (a count exactly, round-off as ``≈0``).
+- **Tamper evidence.** The table's ``text/plain`` ends with ``ledger sha256 <hex>``, the digest
+  of the canonical JSON of the stored ledger (:func:`ledger_digest`). nbval compares that line
+  with a re-execution; ``kexue_nb.tools.check_executed`` requires the stored metadata to match it
+  and the Markdown and plain text to be exactly what :func:`ledger_outputs` renders from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -58,6 +78,8 @@ from typing import Any
 import numpy as np
 import sympy
 
+from kexue_nb.json_numbers import js_stable
+
 __all__ = [
     "Claim",
     "collect_ledgers",
@@ -66,6 +88,8 @@ __all__ = [
     "LEDGER_VERSION",
     "format_constant",
     "format_number",
+    "ledger_digest",
+    "ledger_outputs",
     "ledger_markdown",
     "ledger_plain",
     "read_ledger",
@@ -78,7 +102,11 @@ PRINT_FLOOR = 1e-10
 #: Significant figures kept for floats stored in the evidence metadata.
 STORED_DIGITS = 6
 #: The version of the metadata contract written by :meth:`Ledger.metadata`.
-LEDGER_VERSION = 2
+LEDGER_VERSION = 3
+#: Arrays with more values than this are stored as a summary (contract version 3).
+SUMMARY_LIMIT = 16
+#: The last line of the ledger's ``text/plain``: the digest of its canonical metadata.
+DIGEST_PREFIX = "ledger sha256 "
 #: Integers whose magnitude exceeds this are not exactly representable as float64.
 _EXACT_INT_LIMIT = 2**53
 #: Sound simplifications tried in turn on ``lhs - rhs``; none assumes more than the symbols
@@ -252,6 +280,23 @@ def _json_number(array: np.ndarray, integer: bool = False) -> float | int | list
     if array.ndim == 0:
         return values[0]
     return np.asarray(values, dtype=object).reshape(array.shape).tolist()
+
+
+def _values_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 of the named arrays as stored (rounded): a change in any value shows in a diff."""
+    rounded = {name: _json_number(array) for name, array in arrays.items()}
+    text = json.dumps(js_stable(rounded), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> list[int]:
+    return [int(i) for i in np.unravel_index(flat, shape)] if shape else []
+
+
+def _is_large(*arrays: np.ndarray) -> bool:
+    """Whether a claim over these arrays is stored as a summary: more than
+    :data:`SUMMARY_LIMIT` values in their broadcast shape."""
+    return math.prod(np.broadcast_shapes(*(a.shape for a in arrays))) > SUMMARY_LIMIT
 
 
 # -- symbolic ------------------------------------------------------------------------------------
@@ -461,27 +506,54 @@ class Ledger:
         worst_err = float(np.ravel(err)[worst])
         counts = est_int and exp_int
         passed = bool(np.all(np.isfinite(est)) and np.all(excess <= 0))
-        ruled = [
-            {
-                "label": label,
-                "value": _json_number(alt, alt_int),
-                "excluded": bool(np.any(np.abs(est - alt) > atol + rtol * np.abs(alt))),
+
+        def alt_excess(alt: np.ndarray) -> float:
+            """How far the alternative's worst entry lies beyond the tolerance (> 0: excluded)."""
+            return float(np.max(np.abs(est - alt) - (atol + rtol * np.abs(alt))))
+
+        large = _is_large(est, exp, *(alt for alt, _ in alternatives.values()))
+        ruled = []
+        for label, (alt, alt_int) in alternatives.items():
+            entry: dict[str, Any] = {"label": label}
+            if large:
+                entry["excess"] = _stored_float(alt_excess(alt))
+                entry["size"] = int(alt.size)
+            if alt.size <= SUMMARY_LIMIT:
+                entry["value"] = _json_number(alt, alt_int)
+                if alt_int:
+                    entry["integer"] = True
+            entry["excluded"] = bool(np.any(np.abs(est - alt) > atol + rtol * np.abs(alt)))
+            ruled.append(entry)
+        shape = np.broadcast_shapes(est.shape, exp.shape)
+        if large:
+            flat_est, flat_exp = (np.broadcast_to(a, shape).ravel() for a in (est, exp))
+            evidence: dict[str, Any] = {
+                "shape": list(shape),
+                "worst_index": _index(worst, shape),
+                "estimate": _json_number(flat_est[worst], est_int),
+                "expected": _json_number(flat_exp[worst], exp_int),
+                "sha256": _values_digest({
+                    "estimate": est, "expected": exp,
+                    **{f"rules_out:{label}": alt for label, (alt, _) in alternatives.items()}}),
             }
-            for label, (alt, alt_int) in alternatives.items()
-        ]
-        evidence = {
-            "estimate": _json_number(est, est_int),
-            "expected": _json_number(exp, exp_int),
+        else:
+            evidence = {"estimate": _json_number(est, est_int),
+                        "expected": _json_number(exp, exp_int)}
+        integers = [name for name, flag in
+                    (("estimate", est_int), ("expected", exp_int), ("error", counts)) if flag]
+        if integers:  # exact counts, printed as integers (JSON alone cannot tell 4 from 4.0)
+            evidence["integers"] = integers
+        evidence.update({
             "error": int(worst_err) if counts else _stored_float(worst_err),
             "atol": _stored_float(atol, computed=False),
             "rtol": _stored_float(rtol, computed=False),
             "basis": basis,
             "rules_out": ruled,
-        }
+        })
         failure = (
-            f"estimate {_json_number(est, est_int)} vs expected {_json_number(exp, exp_int)}: "
-            f"error {worst_err:.3g} exceeds the tolerance atol={atol:.3g}, rtol={rtol:.3g} "
-            f"({basis})"
+            f"estimate {evidence['estimate']} vs expected {evidence['expected']}"
+            f"{_where(evidence)}: error {worst_err:.3g} exceeds the tolerance atol={atol:.3g}, "
+            f"rtol={rtol:.3g} ({basis})"
         )
         claim = Claim(claim_id, statement, "numeric", passed, evidence)
         return self._record(*_with_alternatives(claim, failure))
@@ -529,19 +601,54 @@ class Ledger:
                 ok &= values <= sides["upper"]
             return ok
 
-        ruled = [
-            {"label": label, "value": _json_number(alt, alt_int),
-             "excluded": bool(not np.all(inside(alt)))}
-            for label, (alt, alt_int) in alternatives.items()
-        ]
-        evidence: dict[str, Any] = {"estimate": _json_number(est, est_int), "basis": basis}
+        def violation(values: np.ndarray) -> np.ndarray:
+            """How far each entry lies outside the bound (<= 0 inside; non-finite: inf)."""
+            out = np.full(values.shape, -np.inf)
+            if "lower" in sides:
+                out = np.maximum(out, sides["lower"] - values)
+            if "upper" in sides:
+                out = np.maximum(out, values - sides["upper"])
+            return np.where(np.isfinite(values), out, np.inf)
+
+        large = _is_large(est, *(alt for alt, _ in alternatives.values()))
+        ruled = []
+        for label, (alt, alt_int) in alternatives.items():
+            entry: dict[str, Any] = {"label": label}
+            if large:
+                entry["excess"] = _stored_float(float(np.max(violation(alt))))
+                entry["size"] = int(alt.size)
+            if alt.size <= SUMMARY_LIMIT:
+                entry["value"] = _json_number(alt, alt_int)
+                if alt_int:
+                    entry["integer"] = True
+            entry["excluded"] = bool(not np.all(inside(alt)))
+            ruled.append(entry)
+        if large:
+            worst = int(np.argmax(violation(est))) if est.ndim else 0
+            evidence: dict[str, Any] = {
+                "shape": list(est.shape),
+                "worst_index": _index(worst, est.shape),
+                "estimate": _json_number(est.ravel()[worst], est_int),
+                "sha256": _values_digest({
+                    "estimate": est,
+                    **{f"rules_out:{label}": alt for label, (alt, _) in alternatives.items()}}),
+                "basis": basis,
+            }
+        else:
+            evidence = {"estimate": _json_number(est, est_int), "basis": basis}
+        integers = ["estimate"] if est_int else []
         for name in ("lower", "upper"):
             if name in sides:
                 value = lower if name == "lower" else upper
-                evidence[name] = int(value) if isinstance(value, int | np.integer) else sides[name]
+                exact = isinstance(value, int | np.integer)
+                evidence[name] = int(value) if exact else sides[name]
+                integers += [name] if exact else []
+        if integers:  # exact counts, printed as integers (JSON alone cannot tell 4 from 4.0)
+            evidence["integers"] = integers
         evidence["rules_out"] = ruled
         failure = (
-            f"estimate {_json_number(est, est_int)} outside [{lower}, {upper}] ({basis})"
+            f"estimate {evidence['estimate']}{_where(evidence)} outside [{lower}, {upper}] "
+            f"({basis})"
         )
         claim = Claim(claim_id, statement, "bound", bool(np.all(inside(est))), evidence)
         return self._record(*_with_alternatives(claim, failure))
@@ -550,12 +657,9 @@ class Ledger:
     def metadata(self) -> dict[str, Any]:
         """The contract's metadata: ``{"kexue_nb": {"ledger": {"chapter", "version",
         "claims"}}}``."""
-        claims = [c.to_json() for c in self._claims]
-        return {
-            "kexue_nb": {
-                "ledger": {"chapter": self.chapter, "version": LEDGER_VERSION, "claims": claims}
-            }
-        }
+        ledger = {"chapter": self.chapter, "version": LEDGER_VERSION,
+                  "claims": [c.to_json() for c in self._claims]}
+        return {"kexue_nb": {"ledger": js_stable(ledger)}}  # unchanged by a JupyterLab save
 
     def table(self) -> None:
         """Display the ledger (Markdown with math, plain text) carrying the contract metadata."""
@@ -563,9 +667,15 @@ class Ledger:
 
         if not self._claims:
             raise ValueError(f"the {self.chapter} ledger is empty: record claims before the table")
-        claims = [c.to_json() for c in self._claims]
-        data = {"text/markdown": ledger_markdown(claims), "text/plain": ledger_plain(claims)}
-        display(data, raw=True, metadata=self.metadata())
+        metadata = self.metadata()
+        display(ledger_outputs(metadata["kexue_nb"]["ledger"]), raw=True, metadata=metadata)
+
+
+def _where(evidence: Mapping[str, Any]) -> str:
+    """`` at index … of shape …`` for a summarised array's worst entry, else ``""``."""
+    if "shape" not in evidence:
+        return ""
+    return f" at index {tuple(evidence['worst_index'])} of shape {tuple(evidence['shape'])}"
 
 
 def _with_alternatives(claim: Claim, failure: str) -> tuple[Claim, str]:
@@ -581,9 +691,29 @@ def _with_alternatives(claim: Claim, failure: str) -> tuple[Claim, str]:
 
 
 # -- rendering, shared with the verification page -----------------------------------------------
-def _shown(value: Any) -> str:
+def ledger_digest(ledger: Mapping[str, Any]) -> str:
+    """sha256 of the stored ledger (``{"chapter", "version", "claims"}``) as canonical JSON."""
+    text = json.dumps(ledger, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ledger_outputs(ledger: Mapping[str, Any]) -> dict[str, str]:
+    """The ledger table's display data, made from the stored ledger alone: Markdown, and plain
+    text ending with the ledger's digest. nbval compares the plain text with a re-execution and
+    ``check_executed`` remakes both from the stored metadata, so no field can be edited alone."""
+    claims = ledger["claims"]
+    return {"text/markdown": ledger_markdown(claims),
+            "text/plain": f"{ledger_plain(claims)}\n{DIGEST_PREFIX}{ledger_digest(ledger)}"}
+
+
+def _shown(value: Any, integer: bool = False) -> str:
+    """One stored value (an exact count if ``integer``, else a float), or how many there are."""
     array = np.ravel(np.asarray(value, dtype=object))
-    return format_number(array[0]) if array.size == 1 else f"{array.size} values"
+    if array.size != 1:
+        return f"{array.size} values"
+    if isinstance(array[0], str):  # a non-finite value, stored as "inf", "-inf" or "nan"
+        return array[0]
+    return format_number(int(array[0]) if integer else float(array[0]))
 
 
 def evidence_summary(claim: dict[str, Any]) -> str:
@@ -591,21 +721,33 @@ def evidence_summary(claim: dict[str, Any]) -> str:
     ev = claim.get("evidence", {})
     if claim.get("kind") == "symbolic":
         return "difference simplifies to 0" if claim.get("passed") else "nonzero residual"
+    if "shape" in ev:  # a summarised array, shown as the full array was in version 2
+        ev = {**ev, "estimate": [0] * math.prod(ev["shape"])}
     if "expected" in ev:
         est, exp = ev["estimate"], ev["expected"]
         single = np.size(np.asarray(est, dtype=object)) == 1 == np.size(
             np.asarray(exp, dtype=object))
-        shown = f"{_shown(est)} vs {_shown(exp)}" if single else _shown(est)
-        tol = format_constant(ev["atol"], 2) if ev.get("atol") else ""
-        if ev.get("rtol"):
-            tol += ("+" if tol else "") + f"{format_constant(ev['rtol'], 2)}·rel"
-        return f"{shown}; error {format_number(ev['error'], 2)} ≤ {tol}"
-    sides = []
-    if "lower" in ev:
-        sides.append(f"≥ {format_constant(ev['lower'])}")
-    if "upper" in ev:
-        sides.append(f"≤ {format_constant(ev['upper'])}")
-    return f"{_shown(ev.get('estimate', float('nan')))} {' and '.join(sides)}"
+        exact = ev.get("integers", [])
+        shown = (f"{_shown(est, 'estimate' in exact)} vs {_shown(exp, 'expected' in exact)}"
+                 if single else _shown(est))
+        error = int(ev["error"]) if "error" in exact else float(ev["error"])
+        return f"{shown}; error {format_number(error, 2)} ≤ {_tolerance(ev)}"
+    exact = ev.get("integers", [])
+    sides = [f"{sign} {format_constant(_typed(ev[name], name in exact))}"
+             for name, sign in (("lower", "≥"), ("upper", "≤")) if name in ev]
+    estimate = _shown(ev.get("estimate", float("nan")), "estimate" in exact)
+    return f"{estimate} {' and '.join(sides)}"
+
+
+def _typed(value: Any, integer: bool) -> int | float:
+    return int(value) if integer else float(value)
+
+
+def _tolerance(ev: Mapping[str, Any]) -> str:
+    tol = format_constant(float(ev["atol"]), 2) if ev.get("atol") else ""
+    if ev.get("rtol"):
+        tol += ("+" if tol else "") + f"{format_constant(float(ev['rtol']), 2)}·rel"
+    return tol
 
 
 def rules_out_summary(claim: dict[str, Any], values: bool = True) -> str:
@@ -614,7 +756,12 @@ def rules_out_summary(claim: dict[str, Any], values: bool = True) -> str:
     parts = []
     for alt in claim.get("evidence", {}).get("rules_out", []):
         mark = "" if alt.get("excluded") else " NOT EXCLUDED"
-        shown = "" if not values or isinstance(alt["value"], str) else f" ({_shown(alt['value'])})"
+        if not values or isinstance(alt.get("value"), str):
+            shown = ""
+        elif "value" in alt:
+            shown = f" ({_shown(alt['value'], alt.get('integer', False))})"
+        else:  # a summarised array (its excess over the tolerance is in the metadata)
+            shown = f" ({alt['size']} values)"
         parts.append(f"{alt['label']}{shown}{mark}")
     return "; ".join(parts)
 

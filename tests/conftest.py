@@ -4,7 +4,10 @@ longer local search)."""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from kexue_nb.tools.system_tools import require
 
 settings.register_profile(
     "ci", derandomize=True, max_examples=40, deadline=None, database=None,
@@ -12,3 +15,10 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def chromium():
+    """Debian's Chromium; where it is missing the test fails with one line naming the package
+    (``make unit`` installs it as root), it does not skip."""
+    return require("chromium")

@@ -1,6 +1,5 @@
 """The browser check: table of contents, local server, and a real page in Chromium."""
 
-import shutil
 import urllib.request
 
 import pytest
@@ -39,24 +38,23 @@ def site(tmp_path):
     return tmp_path, html
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def test_sound_page_passes_and_is_screenshot(site):
+def test_sound_page_passes_and_is_screenshot(chromium, site):
     root, html = site
     page = "<html><body><main><p>plain text</p></main></body></html>"
     (html / "book" / "intro.html").write_text(page)
-    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     assert problems == []
     assert (root / "shots" / "book__intro.png").stat().st_size > 0
 
 
-def test_external_request_raw_tex_and_broken_image_are_reported(site):
+def test_external_request_raw_tex_and_broken_image_are_reported(chromium, site):
     root, html = site
     (html / "book" / "intro.html").write_text(
         "<html><body><main><p>raw $$x^2$$ here</p><img src='missing.png'>"
         "<img src='https://example.invalid/a.png'></main></body></html>")
-    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     text = "\n".join(problems)
     assert "external request https://example.invalid/a.png" in text
     assert "raw TeX left in the text" in text
@@ -68,39 +66,39 @@ LEDGER_PAGE = """<html><body><main style='max-width: 600px'>
 <p>{claim}</p></div></main></body></html>"""
 
 
-def test_ledger_wider_than_its_column_is_reported_at_both_widths(site):
+def test_ledger_wider_than_its_column_is_reported_at_both_widths(chromium, site):
     root, html = site
     wide = "<span style='display:inline-block; width:900px'>a statement too wide</span>"
     (html / "book" / "intro.html").write_text(LEDGER_PAGE.format(claim=wide))
-    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     assert any("at 1280 px a ledger is" in p for p in problems)
     assert any("at 390 px a ledger is" in p for p in problems)
 
 
-def test_ledger_that_wraps_fits_at_phone_width(site):
+def test_ledger_that_wraps_fits_at_phone_width(chromium, site):
     root, html = site
     words = "a long statement that wraps " * 20
     (html / "book" / "intro.html").write_text(LEDGER_PAGE.format(claim=words))
-    assert check_site(html, root / "_toc.yml", root / "shots", CHROMIUM) == []
+    assert check_site(html, root / "_toc.yml", root / "shots", chromium) == []
     assert (root / "shots" / "book__intro__ledger-390px.png").stat().st_size > 0
 
 
-def test_page_wider_than_a_phone_is_reported(site):
+def test_page_wider_than_a_phone_is_reported(chromium, site):
     root, html = site
     (html / "book" / "intro.html").write_text(
         "<html><body><main><div style='width: 800px'>a wide block</div></main></body></html>")
-    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     assert any("at 390 px the page is" in p for p in problems)
     assert not any("at 1280 px" in p for p in problems)
 
 
-def test_alt_text_that_is_a_path_and_unnumbered_figure_are_reported(site):
+def test_alt_text_that_is_a_path_and_unnumbered_figure_are_reported(chromium, site):
     root, html = site
     png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
            "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
     (html / "book" / "intro.html").write_text(
         f"<html><body><main><div class='cell_output'><img src='{png}' alt='_build/x.png'>"
         "</div></main></body></html>")
-    problems = check_site(html, root / "_toc.yml", root / "shots", CHROMIUM)
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     assert any("alt text is not a describing sentence: '_build/x.png'" in p for p in problems)
     assert any("1 figures without a numbered caption" in p for p in problems)

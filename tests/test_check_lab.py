@@ -1,13 +1,15 @@
 """The JupyterLab check: MyST rendered by jupyterlab-myst, solutions collapsed, errors found."""
 
-import shutil
+
+import platform
 
 import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
 
 from kexue_nb.tools.check_lab import check_chapter, render_problems, source_counts
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+KERNEL = KernelSpecManager().get_kernel_spec("python3")  # what JupyterLab writes on saving
 MARKDOWN = """# Toy
 
 ```{prf:theorem} Toy
@@ -31,10 +33,15 @@ Count.
 """
 
 
-def _chapter(path, code):
+def _chapter(path, code, **metadata):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": KERNEL.display_name,
                                  "language": "python"}
+    nb.metadata["language_info"] = {       # as an executed chapter stores it (the kernel's reply)
+        "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+        "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3", "version": platform.python_version()}
+    nb.metadata.update(metadata)
     nb.cells = [nbformat.v4.new_markdown_cell(MARKDOWN), nbformat.v4.new_code_cell(code)]
     nbformat.write(nb, path)
     return path
@@ -64,8 +71,15 @@ def test_render_problems_names_each_defect():
     ("x = 1", []),
     ("raise ValueError('broken chapter')", ["code cell 1: ValueError: broken chapter"]),
 ])
-def test_real_jupyterlab_renders_myst_and_reports_errors(tmp_path, code, expected):
+def test_real_jupyterlab_renders_myst_and_reports_errors(chromium, tmp_path, code, expected):
     chapter = _chapter(tmp_path / "toy.ipynb", code)
-    assert check_chapter(chapter, tmp_path / "shots", CHROMIUM, timeout=120) == expected
+    assert check_chapter(chapter, tmp_path / "shots", chromium, timeout=120) == expected
     assert (tmp_path / "shots" / "lab__toy__proof.png").stat().st_size > 0
     assert nbformat.read(chapter, as_version=4).cells[1].outputs == []  # the copy ran, not it
+
+
+def test_real_jupyterlab_save_that_rewrites_a_number_is_reported(chromium, tmp_path):
+    """The stored double 4.0 comes back from JavaScript as 4: the check must say so."""
+    chapter = _chapter(tmp_path / "toy.ipynb", "x = 1", kexue_nb={"evidence": 4.0})
+    problems = check_chapter(chapter, tmp_path / "shots", chromium, run=False)
+    assert len(problems) == 1 and "'\"evidence\": 4.0' became '\"evidence\": 4'" in problems[0]

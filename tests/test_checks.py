@@ -1,7 +1,8 @@
-"""The claim ledger (contract version 2): what passes, what fails, what each claim rules out,
+"""The claim ledger (contract version 3): what passes, what fails, what each claim rules out,
 and what is refused as malformed, loopholes included."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import sympy as sp
 import torch
 
 from kexue_nb.checks import (
+    DIGEST_PREFIX,
     LEDGER_VERSION,
     ClaimFailed,
     Ledger,
@@ -16,7 +18,9 @@ from kexue_nb.checks import (
     evidence_summary,
     format_constant,
     format_number,
+    ledger_digest,
     ledger_markdown,
+    ledger_outputs,
     ledger_plain,
     read_ledger,
     rules_out_summary,
@@ -276,7 +280,7 @@ def test_metadata_matches_contract(ledger):
     meta = ledger.metadata()
     assert set(meta) == {"kexue_nb"} and set(meta["kexue_nb"]) == {"ledger"}
     body = meta["kexue_nb"]["ledger"]
-    assert body["chapter"] == "test-chapter" and body["version"] == LEDGER_VERSION == 2
+    assert body["chapter"] == "test-chapter" and body["version"] == LEDGER_VERSION == 3
     assert [c["kind"] for c in body["claims"]] == ["symbolic", "numeric", "bound"]
     for c in body["claims"]:
         assert set(c) == {"id", "statement", "kind", "passed", "evidence"}
@@ -309,7 +313,7 @@ def test_table_displays_blocks_plain_and_metadata(ledger, monkeypatch):
         "**1.** `n` · numeric · ✓\\\nnum $x$\\\n*Evidence:* 1 vs 1; error ≈0 ≤ 0.1 (b)\\\n"
         "*Rules out:* double (2)"
     )
-    assert data["text/plain"].endswith("1/1 claims passed; 1 name what they rule out")
+    assert data["text/plain"].splitlines()[-2] == "1/1 claims passed; 1 name what they rule out"
     assert "|" not in data["text/markdown"]  # blocks, not a table: readable at any width
 
 
@@ -394,3 +398,97 @@ def test_stated_constants_print_as_typed(ledger):
     assert repr(claim).startswith("✓ numeric 'tiny': 1 vs 1; error ≈0 ≤ 1e-12")
     assert repr(ledger.bound("pos", "p", 0.5, lower=0.0, basis="b",
                              rules_out={"negative": -1.0})).startswith("✓ bound 'pos': 0.5 ≥ 0")
+
+
+# -- contract version 3: bounded, digested, unchanged by a JupyterLab save -------------------
+def test_large_numeric_array_is_stored_as_a_summary(ledger):
+    est = np.linspace(0.0, 1.0, 1000)
+    exp = est.copy()
+    exp[617] += 0.003  # the worst entry
+    claim = ledger.numeric("big", "array", est, exp, atol=0.005, basis="b",
+                           rules_out={"shifted": est + 0.01, "scalar rival": 2.0})
+    ev = claim.evidence
+    assert "shape" in ev and ev["shape"] == [1000] and ev["worst_index"] == [617]
+    assert ev["estimate"] == pytest.approx(est[617], rel=1e-6)
+    assert ev["expected"] == pytest.approx(exp[617], rel=1e-6)
+    assert ev["error"] == pytest.approx(0.003, rel=1e-5)
+    shifted, scalar = ev["rules_out"]
+    assert shifted["excess"] == pytest.approx(0.005, rel=1e-4) and shifted["size"] == 1000
+    assert "value" not in shifted and scalar["value"] == 2.0
+    assert len(json.dumps(ev)) < 600  # not one number per entry
+    assert evidence_summary(claim.to_json()).startswith("1000 values; error 0.003")
+
+
+def test_summary_digest_changes_with_any_value(ledger):
+    est = np.linspace(0.0, 1.0, 100)
+    first = ledger.numeric("a", "s", est, est, atol=1e-3, basis="b", rules_out={"x": est + 1})
+    est2 = est.copy()
+    est2[3] += 1e-4  # within the tolerance, invisible in the worst entry
+    second = ledger.numeric("b", "s", est2, est, atol=1e-3, basis="b", rules_out={"x": est + 1})
+    assert first.evidence["sha256"] != second.evidence["sha256"]
+    third = ledger.numeric("c", "s", est, est, atol=1e-3, basis="b", rules_out={"x": est + 1})
+    assert first.evidence["sha256"] == third.evidence["sha256"]
+
+
+def test_small_arrays_stay_whole(ledger):
+    claim = ledger.numeric("s", "s", np.arange(16.0), np.arange(16.0), atol=0.1, basis="b",
+                           rules_out={"x": np.arange(16.0) + 1})
+    assert claim.evidence["estimate"] == list(range(16)) and "shape" not in claim.evidence
+
+
+def test_large_bound_summary_names_the_entry_nearest_the_edge(ledger):
+    est = np.full(50, 0.5)
+    est[20] = 0.99
+    claim = ledger.bound("b", "s", est, upper=1.0, basis="b",
+                         rules_out={"twice": 2 * est, "diverges": np.r_[est[:-1], np.inf]})
+    ev = claim.evidence
+    assert ev["worst_index"] == [20] and ev["estimate"] == 0.99 and ev["upper"] == 1
+    assert ev["rules_out"][0]["excess"] == pytest.approx(0.98)
+    assert ev["rules_out"][1]["excess"] == math.inf
+    stored = ledger.metadata()["kexue_nb"]["ledger"]["claims"][0]["evidence"]
+    assert stored["rules_out"][1]["excess"] == "inf"  # JSON has no inf: stored as a string
+    assert evidence_summary(claim.to_json()) == "50 values ≤ 1"
+
+
+def test_large_claim_failure_names_the_worst_entry(ledger):
+    est = np.zeros((5, 5))
+    est[2, 3] = 1.0
+    with pytest.raises(ClaimFailed, match=r"at index \(2, 3\) of shape \(5, 5\)"):
+        ledger.numeric("f", "s", est, 0.0, atol=0.1, basis="b", rules_out={"x": 5.0})
+
+
+def test_metadata_survives_a_javascript_round_trip(ledger):
+    from test_json_numbers import lab_round_trip
+
+    ledger.numeric("n", "s", 4.0, 4.0, atol=1.0, basis="b", rules_out={"x": 10.0})
+    ledger.numeric("z", "s", np.zeros(40), np.zeros(40), atol=1e-5, basis="b",
+                   rules_out={"x": np.ones(40)})
+    ledger.bound("b", "s", 3.0, upper=1e6, basis="b", rules_out={"x": math.inf})
+    stored = json.dumps(ledger.metadata())
+    assert json.dumps(lab_round_trip(json.loads(stored))) == stored
+
+
+def test_rendering_is_the_same_before_and_after_a_save(ledger):
+    """JavaScript cannot tell 0 from 0.0: the stored ``integers`` list keeps counts exact and
+    round-off shown as ≈0."""
+    ledger.numeric("f", "s", 0.0, 0.0, atol=1e-9, basis="b", rules_out={"x": 1.0})
+    ledger.numeric("c", "s", 1000000, 1000000, atol=1, basis="b", rules_out={"x": 7})
+    ledger.bound("k", "s", 12000, lower=10000, basis="b", rules_out={"x": 3})
+    claims = ledger.metadata()["kexue_nb"]["ledger"]["claims"]
+    assert [evidence_summary(c) for c in claims] == [
+        "≈0 vs ≈0; error ≈0 ≤ 1e-09", "1000000 vs 1000000; error 0 ≤ 1", "12000 ≥ 10000"]
+
+
+def test_ledger_digest_covers_every_field(ledger):
+    ledger.numeric("n", "s", 1.0, 1.0, atol=0.1, basis="b", rules_out={"x": 2.0})
+    stored = ledger.metadata()["kexue_nb"]["ledger"]
+    outputs = ledger_outputs(stored)
+    assert outputs["text/plain"].endswith(DIGEST_PREFIX + ledger_digest(stored))
+    for path in (("chapter",), ("claims", 0, "statement"), ("claims", 0, "passed"),
+                 ("claims", 0, "evidence", "estimate")):
+        edited = json.loads(json.dumps(stored))
+        target = edited
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = "edited"
+        assert ledger_digest(edited) != ledger_digest(stored), path

@@ -39,3 +39,48 @@ def test_show_displays_png_and_closes(monkeypatch):
 def test_png_bytes_rejects_non_figures():
     with pytest.raises(ValueError, match="`fig` must be a matplotlib Figure"):
         png_bytes("not a figure")
+
+
+def _decoded(data):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+@pytest.mark.parametrize("colours", [3, 40000])
+def test_compact_png_is_lossless_and_smaller(colours):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from kexue_nb.plotting import compact_png
+
+    values = np.arange(200 * 200) % colours
+    rgb = np.stack([values % 256, values // 256 % 256, values // 65536], -1).astype(np.uint8)
+    image = Image.fromarray(np.dstack([rgb.reshape(200, 200, 3),
+                                       np.full((200, 200), 255, np.uint8)]), "RGBA")
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    data = buffer.getvalue()
+    small = compact_png(data)
+    assert (_decoded(small) == _decoded(data)).all() and len(small) < len(data)
+    assert Image.open(io.BytesIO(small)).mode == ("P" if colours <= 256 else "RGB")
+
+
+def test_compact_png_keeps_transparency():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from kexue_nb.plotting import compact_png
+
+    pixels = np.zeros((20, 20, 4), np.uint8)
+    pixels[..., 3] = np.arange(20)[:, None] * 10
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, format="png")
+    assert (_decoded(compact_png(buffer.getvalue())) == pixels).all()

@@ -48,13 +48,58 @@ def _pins(name):
 
 def test_book_pins_exclude_test_and_lab_tools_and_requirements_take_all():
     book = _pins("requirements/book.txt")
-    assert "jupyter-book" in book and "torch" in book
+    assert "jupyter-book" in book and {"numpy", "sympy"} <= book
     assert not book & {"pytest", "nbval", "ruff", "diffusers", "playwright", "jupyterlab"}
+    assert not book & {"torch", "scipy", "scikit-learn", "safetensors"}  # no training stack
+    assert "-e ." not in (ROOT / "requirements/book.txt").read_text()
+    assert "torch" in _pins("requirements/package.txt")
     top = (ROOT / "requirements.txt").read_text()
-    for part in ("book", "lab", "test"):
+    for part in ("book", "package", "lab", "test"):
         assert f"-r requirements/{part}.txt" in top
+
+
+def test_pyproject_declares_every_runtime_import():
+    """Each third-party module kexue_nb imports is a declared dependency or an extra's."""
+    import ast
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    def norm(name):
+        return re.split(r"[=<>\[ ;]", name)[0].lower().replace("_", "-")
+
+    declared = {norm(d) for d in project["dependencies"]}
+    declared |= {norm(d) for deps in project["optional-dependencies"].values() for d in deps}
+    owners = packages_distributions()
+    missing = set()
+    for path in (ROOT / "kexue_nb").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("kexue_nb", "__future__"):
+                    continue
+                dists = {norm(d) for d in owners.get(top, [top])}
+                if not dists & declared:
+                    missing.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not missing, sorted(missing)
 
 
 def test_no_reference_outside_the_repository():
     for name in ("requirements.txt", "_toc.yml", "_config.yml", "README.md", "Makefile"):
         assert "../shared" not in (ROOT / name).read_text(), name
+
+
+def test_stored_notebooks_stay_small():
+    """Contract version 3 stores large arrays as summaries and figures as compact PNGs: no
+    notebook over 1.5 MB, the book's notebooks together under 4 MB (8.5 MB under version 2)."""
+    sizes = {p.name: p.stat().st_size for p in (ROOT / "book").rglob("*.ipynb")
+             if "_build" not in p.parts}
+    assert max(sizes.values()) <= 1_500_000, sizes
+    assert sum(sizes.values()) < 4_000_000, sizes

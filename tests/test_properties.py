@@ -463,6 +463,8 @@ def _hostile_calls() -> list:
     for v in (None, "fig", plt, 3):
         add("png_bytes", "fig", lambda v=v: pl.png_bytes(v))
         add("show", "fig", lambda v=v: pl.show(v))
+    for v in (None, "png", b"GIF89a", b"\x89PNG\r\n\x1a\n" + b"\0" * 20, bytearray(b"\x89PNG")):
+        add("compact_png", "data", lambda v=v: pl.compact_png(v))
     return [c for c in out if c is not None]
 
 

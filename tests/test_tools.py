@@ -1,11 +1,13 @@
 """The notebook tools: execute in place, check executed state, check the HTML is offline."""
 
 import json
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
-from kexue_nb.checks import Ledger
+from kexue_nb.checks import DIGEST_PREFIX, Ledger, ledger_digest, ledger_outputs, read_ledger
 from kexue_nb.tools import check_executed, check_offline, execute
 
 
@@ -100,12 +102,14 @@ def test_check_executed_finds_each_problem(tmp_path, executed_chapter):
         "1 error output(s): ZeroDivisionError",
         "failing claims ['mean']",
         "claims whose alternatives are not all excluded: ['mean']",
+        "the stored ledger metadata does not match the digest in its text/plain (edited after "
+        "execution?)",
         "ledger chapter 'chap' is not the stem 'other'",
     ]
     assert check_executed.main([str(tmp_path)]) == 1
 
 
-def test_check_executed_enforces_contract_version_2(tmp_path, executed_chapter):
+def test_check_executed_enforces_contract_version_3(tmp_path, executed_chapter):
     data = json.loads(executed_chapter[0].read_text())
     ledger = [c for c in data["cells"] if c["cell_type"] == "code"][2]["outputs"][0]["metadata"][
         "kexue_nb"]["ledger"]
@@ -113,10 +117,13 @@ def test_check_executed_enforces_contract_version_2(tmp_path, executed_chapter):
     del ledger["claims"][0]["evidence"]["rules_out"]
     old = tmp_path / "chap.ipynb"
     old.write_text(json.dumps(data))
-    assert check_executed.problems_in(old) == [
-        "ledger version None, not 2",
+    assert check_executed.problems_in(old)[:2] == [
+        "ledger version None, not 3",
         "claims that name no alternative they rule out: ['mean']",
     ]
+    ledger["version"] = 2
+    old.write_text(json.dumps(data))
+    assert "ledger version 2, not 3" in check_executed.problems_in(old)
 
 
 def test_check_executed_main_passes_clean_book(executed_chapter, capsys):
@@ -128,8 +135,62 @@ def test_ledger_table_output_is_what_check_reads(executed_chapter):
     ledger = Ledger("chap")
     ledger.numeric("mean", "sample mean", -0.0480283, 0.0, atol=4 / 1000**0.5, basis="4 se",
                    rules_out={"mean of the squares": 1.0})
-    stored = check_executed.read_ledger(executed_chapter[0])
+    stored = read_ledger(executed_chapter[0])
     assert stored == ledger.metadata()["kexue_nb"]["ledger"]
+
+
+def _ledger_output(data):
+    return [c for c in data["cells"] if c["cell_type"] == "code"][2]["outputs"][0]
+
+
+def _tamper_statement(out):
+    out["metadata"]["kexue_nb"]["ledger"]["claims"][0]["statement"] = "sample mean is exact"
+
+
+def _tamper_estimate(out):
+    out["metadata"]["kexue_nb"]["ledger"]["claims"][0]["evidence"]["estimate"] = 0.0
+
+
+def _tamper_passed(out):
+    out["metadata"]["kexue_nb"]["ledger"]["claims"][0]["passed"] = False
+
+
+def _tamper_markdown(out):
+    out["data"]["text/markdown"] = "".join(out["data"]["text/markdown"]).replace(
+        "sample mean", "exact mean")
+
+
+def _tamper_plain(out):
+    out["data"]["text/plain"] = "".join(out["data"]["text/plain"]).replace("yes", "YES")
+
+
+@pytest.mark.parametrize("tamper", [_tamper_statement, _tamper_estimate, _tamper_passed,
+                                    _tamper_markdown, _tamper_plain])
+def test_any_edit_of_the_stored_ledger_is_found(tmp_path, executed_chapter, tamper):
+    data = json.loads(executed_chapter[0].read_text())
+    tamper(_ledger_output(data))
+    edited = tmp_path / "chap.ipynb"
+    edited.write_text(json.dumps(data))
+    problems = check_executed.problems_in(edited)
+    assert any("edited after execution?" in p for p in problems), problems
+
+
+def test_a_consistent_forgery_is_found_by_nbval(tmp_path, executed_chapter):
+    """Metadata, Markdown, plain text and digest all edited to agree: check_executed cannot
+    tell, but nbval compares the plain text (and so the digest) with a re-execution."""
+    data = json.loads(executed_chapter[0].read_text())
+    out = _ledger_output(data)
+    ledger = out["metadata"]["kexue_nb"]["ledger"]
+    ledger["claims"][0]["statement"] = "sample mean is exact"
+    out["data"] = ledger_outputs(ledger)
+    forged = tmp_path / "chap.ipynb"
+    forged.write_text(json.dumps(data))
+    assert check_executed.problems_in(forged) == []
+    assert out["data"]["text/plain"].endswith(DIGEST_PREFIX + ledger_digest(ledger))
+    run = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-q",
+                          "-p", "no:cacheprovider", str(forged)], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "Cell outputs differ" in run.stdout, run.stdout[-2000:]
 
 
 def _page(body):

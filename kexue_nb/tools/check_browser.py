@@ -21,7 +21,6 @@ import argparse
 import functools
 import http.server
 import re
-import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+
+from kexue_nb.tools.system_tools import require
 
 REDIRECT = re.compile(r"<meta[^>]+http-equiv=.refresh", re.IGNORECASE)
 CHROMIUM_FLAGS = [
@@ -280,13 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="the book's _toc.yml")
     parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"),
                         help="folder for the first-screen screenshots")
-    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium",
-                        help="the Chromium executable")
+    parser.add_argument("--chromium", default=None,
+                        help="the Chromium executable (default: Debian's, on the PATH)")
     args = parser.parse_args(argv)
-    if not Path(args.chromium).exists():
-        print(f"no Chromium at {args.chromium}: install Debian's package `chromium`")
-        return 1
-    problems = check_site(args.html_dir, args.toc, args.screenshots, args.chromium)
+    problems = check_site(args.html_dir, args.toc, args.screenshots,
+                          args.chromium or require("chromium"))
     for problem in problems:
         print(problem)
     print("browser check: " + ("all pages sound" if not problems else f"{len(problems)} problems"))

@@ -5,8 +5,12 @@
 nbval passes on a notebook that was never executed (it compares nothing), so the test command
 runs this too. A notebook passes when every non-empty code cell has an execution count, the
 counts run 1, 2, 3, … in order (one clean top-to-bottom run), no output is an error, and, for a
-chapter, its stored ledger exists, follows contract version 2 (every numeric and bound claim names
+chapter, its stored ledger exists, follows contract version 3 (every numeric and bound claim names
 the alternatives it rules out, each of them excluded) and every claim passed.
+
+The stored ledger cannot be edited unseen: its ``text/plain`` ends with the sha256 of the
+metadata, which nbval compares with a re-execution, and here the metadata must match that digest
+and both the Markdown and the plain text must be exactly what the metadata renders to.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from kexue_nb.checks import LEDGER_VERSION, read_ledger
+from kexue_nb.checks import DIGEST_PREFIX, LEDGER_VERSION, ledger_digest, ledger_outputs
 from kexue_nb.tools.execute import RUN_LAST, find_notebooks
 
 
@@ -38,11 +42,13 @@ def problems_in(path: Path) -> list[str]:
     if errors:
         problems.append(f"{len(errors)} error output(s): {errors[0].get('ename')}")
     if path.name not in RUN_LAST:
-        ledger = read_ledger(path)
-        if ledger is None:
+        tables = [o for c in code for o in c.get("outputs", [])
+                  if "ledger" in (o.get("metadata") or {}).get("kexue_nb", {})]
+        if not tables:
             problems.append("no ledger table in the stored outputs")
         else:
-            problems += ledger_problems(ledger)
+            ledger = tables[-1]["metadata"]["kexue_nb"]["ledger"]
+            problems += ledger_problems(ledger) + tamper_problems(tables[-1])
             if ledger.get("chapter") != path.stem:
                 problems.append(
                     f"ledger chapter {ledger.get('chapter')!r} is not the stem {path.stem!r}"
@@ -50,8 +56,26 @@ def problems_in(path: Path) -> list[str]:
     return problems
 
 
+def _text(value: str | list[str]) -> str:
+    return "".join(value) if isinstance(value, list) else value
+
+
+def tamper_problems(output: dict) -> list[str]:
+    """Where the stored ledger table's metadata, digest, Markdown and plain text disagree."""
+    ledger = output["metadata"]["kexue_nb"]["ledger"]
+    data = {key: _text(value) for key, value in output.get("data", {}).items()}
+    stored = data.get("text/plain", "").rsplit("\n", 1)[-1]
+    if not stored.startswith(DIGEST_PREFIX):
+        return ["the ledger's text/plain does not end with its digest"]
+    if stored != DIGEST_PREFIX + ledger_digest(ledger):
+        return ["the stored ledger metadata does not match the digest in its text/plain "
+                "(edited after execution?)"]
+    return [f"the ledger's {kind} is not what its metadata renders to (edited after execution?)"
+            for kind, text in ledger_outputs(ledger).items() if data.get(kind) != text]
+
+
 def ledger_problems(ledger: dict) -> list[str]:
-    """What a stored ledger lacks under contract version 2."""
+    """What a stored ledger lacks under contract version 3."""
     problems = []
     if ledger.get("version") != LEDGER_VERSION:
         problems.append(f"ledger version {ledger.get('version')!r}, not {LEDGER_VERSION}")

@@ -7,7 +7,8 @@ A copy of the chapter is served by JupyterLab on 127.0.0.1 (as root too: ``--all
 Debian's Chromium, driven by Playwright, opens it. Checked: every Markdown cell is rendered by
 jupyterlab-myst with no raw MyST left in the text (``:label:``, ``{prf:…}``, ``{cite}``, ``$$``);
 there are as many rendered theorem/proof blocks, exercises and solutions as the source has; every
-solution starts collapsed. Then all cells are run in the kernel and no output may be an error.
+solution starts collapsed; saving the unchanged chapter with JupyterLab's own save command leaves
+its bytes as they were. Then all cells are run in the kernel and no output may be an error.
 Screenshots of the first proof block and of the solutions are saved. Nothing is downloaded, and
 the chapter in the repository is not touched.
 """
@@ -29,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from kexue_nb.tools.check_browser import CHROMIUM_FLAGS
+from kexue_nb.tools.system_tools import require
 
 #: Text that must not survive rendering: MyST syntax a learner would otherwise read raw.
 RAW_MYST = (":label:", "{prf:", "{exercise}", "{solution", "{cite", "{doc}", "{ref}", "$$", "```")
@@ -131,6 +133,7 @@ def check_chapter(notebook: Path, screenshots: Path, chromium: str, run: bool = 
                     page.wait_for_timeout(500)
                     report = page.evaluate(RENDER_REPORT_JS)
                 problems += render_problems(report, expected)
+                problems += save_problems(page, root / notebook.name, notebook.read_bytes())
                 proof = page.locator(".jp-MarkdownCell aside.myst-proof").first
                 if proof.count():
                     proof.scroll_into_view_if_needed()
@@ -171,6 +174,28 @@ def render_problems(report: dict, expected: dict[str, int]) -> list[str]:
     return problems
 
 
+def save_problems(page, saved: Path, original: bytes, timeout: float = 30) -> list[str]:
+    """Save the unchanged chapter from JupyterLab and report a file that is no longer the same
+    bytes (JavaScript writes the stored double 4.0 back as 4, see :mod:`kexue_nb.json_numbers`)."""
+    before = saved.stat().st_mtime_ns
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    deadline = time.monotonic() + timeout
+    while saved.stat().st_mtime_ns == before and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    if saved.stat().st_mtime_ns == before:
+        return [f"JupyterLab did not save the chapter within {timeout:.0f} s"]
+    after = saved.read_bytes()
+    if after == original:
+        return []
+    old, new = original.decode().splitlines(), after.decode().splitlines()
+    pairs = enumerate(zip(old, new, strict=False))
+    line = next((i for i, (a, b) in pairs if a != b), min(len(old), len(new)))
+    shown = (old[line].strip()[:80] if line < len(old) else "(end of file)",
+             new[line].strip()[:80] if line < len(new) else "(end of file)")
+    return [f"saving from JupyterLab changes the file at line {line + 1}: {shown[0]!r} became "
+            f"{shown[1]!r}"]
+
+
 def run_problems(page, timeout: float) -> list[str]:
     """Clear the outputs, run every cell in the kernel, and report error outputs."""
     # Started, not awaited: the commands' promises settle only when every cell has run.
@@ -192,13 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path, help="the chapter to open")
     parser.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"))
-    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    parser.add_argument("--chromium", default=None)
     parser.add_argument("--no-run", action="store_true", help="check the rendering only")
     args = parser.parse_args(argv)
     if not args.notebook.is_file():
         parser.error(f"no notebook {args.notebook}")
     begin = time.monotonic()
-    problems = check_chapter(args.notebook, args.screenshots, args.chromium, not args.no_run)
+    problems = check_chapter(args.notebook, args.screenshots, args.chromium or require("chromium"),
+                             not args.no_run)
     for problem in problems:
         print(f"{args.notebook}: {problem}")
     counts = source_counts(args.notebook)

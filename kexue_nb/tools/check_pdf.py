@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 
 from kexue_nb.tools.check_browser import toc_files
+from kexue_nb.tools.system_tools import require
 
 
 def chapter_titles(toc_file: Path) -> list[str]:
@@ -47,7 +48,7 @@ def _normalise(text: str) -> str:
 def pdf_problems(pdf: Path, log: Path | None, titles: list[str], ledgers: int) -> list[str]:
     """Everything a reader of ``pdf`` would find missing or broken."""
     problems = []
-    text = _normalise(subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
+    text = _normalise(subprocess.run([require("pdftotext"), "-layout", str(pdf), "-"], check=True,
                                      capture_output=True, text=True).stdout)
     for title in titles:
         # LaTeX may break a long title over lines; compare its first words, whitespace-normalised.
@@ -76,7 +77,7 @@ _WORD_TAG = re.compile(
 def overflow_problems(pdf: Path) -> list[str]:
     """Words printed past the right edge of their page (cut off in print). Poppler's bounding
     boxes are read with a pattern: its XHTML leaves some characters unescaped."""
-    html = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], check=True,
+    html = subprocess.run([require("pdftotext"), "-bbox", str(pdf), "-"], check=True,
                           capture_output=True, text=True).stdout
     problems = []
     for number, page in enumerate(html.split("<page ")[1:], 1):
@@ -90,7 +91,7 @@ def overflow_problems(pdf: Path) -> list[str]:
 
 def render_pages(pdf: Path, screenshots: Path) -> list[Path]:
     """PNGs of the first page with a ledger and of the first page with a figure."""
-    text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True,
+    text = subprocess.run([require("pdftotext"), str(pdf), "-"], check=True, capture_output=True,
                           text=True).stdout
     pages = text.split("\f")
     wanted = {}
@@ -103,8 +104,8 @@ def render_pages(pdf: Path, screenshots: Path) -> list[Path]:
     made = []
     for name, number in wanted.items():
         prefix = screenshots / f"pdf__{name}"
-        subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", str(number), "-l", str(number),
-                        "-singlefile", str(pdf), str(prefix)], check=True)
+        subprocess.run([require("pdftoppm"), "-png", "-r", "80", "-f", str(number),
+                        "-l", str(number), "-singlefile", str(pdf), str(prefix)], check=True)
         made.append(prefix.with_suffix(".png"))
     return made
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ledgers = len(collect_ledgers(args.toc.parent / "book"))
     problems = pdf_problems(args.pdf, args.log, chapter_titles(args.toc), ledgers)
     shots = render_pages(args.pdf, args.screenshots)
-    pages = subprocess.run(["pdfinfo", str(args.pdf)], check=True, capture_output=True,
+    pages = subprocess.run([require("pdfinfo"), str(args.pdf)], check=True, capture_output=True,
                            text=True).stdout
     count = re.search(r"Pages:\s+(\d+)", pages).group(1)
     for problem in problems:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 #: Notebooks that read the other notebooks' stored outputs, so they run after them.
@@ -111,12 +112,21 @@ def merge_streams(notebook: nbformat.NotebookNode) -> None:
             cell["outputs"] = merged
 
 
+def name_kernel(notebook: nbformat.NotebookNode) -> None:
+    """Record the kernel as JupyterLab writes it on saving (the kernel spec's own display name,
+    e.g. "Python 3 (ipykernel)"), so that a save in JupyterLab leaves the file unchanged."""
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    notebook.metadata["kernelspec"] = {"display_name": spec.display_name,
+                                       "language": spec.language, "name": "python3"}
+
+
 def execute_notebook(path: Path, timeout: int = 900) -> Execution:
-    """Execute ``path`` in place, streams merged; return how long it and each of its code cells
-    took."""
+    """Execute ``path`` in place, streams merged, kernel named as JupyterLab names it; return
+    how long it and each of its code cells took."""
     notebook = nbformat.read(path, as_version=4)
     run = run_notebook(notebook, path.parent, timeout)
     merge_streams(notebook)
+    name_kernel(notebook)
     nbformat.write(notebook, path)
     return run
 
