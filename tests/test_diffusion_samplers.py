@@ -334,3 +334,39 @@ def test_no_silent_wrong_answers_issue_15():
         ddim_sigma("schedule", 5, 4, 0.0)
     with pytest.raises(ValueError, match="`T` must be a positive integer <= 1000000"):
         ddim_timesteps(10**9, 2)
+
+
+def test_gaussian_chain_variance_closed_cases_and_monte_carlo():
+    from kexue_nb.diffusion import LabelledMixture, gaussian_chain_variance
+
+    s = Schedule.su(1000)
+    # σ_t = β_t keeps N(0, 1) exactly (with the last noise); the posterior σ returns a point to 0
+    exact = gaussian_chain_variance(s, 1.0, "beta", final_noise=True)
+    assert exact == pytest.approx(1.0, abs=1e-12)
+    assert gaussian_chain_variance(s, 0.0, "posterior") == pytest.approx(0.0, abs=1e-12)
+    assert gaussian_chain_variance(s, 1.0, "posterior") == pytest.approx(0.99116, abs=1e-5)
+    # against ddpm_sample with the exact model of N(0, 0.3²) on a short schedule
+    short = Schedule.from_betas(torch.linspace(0.01, 0.3, 20, dtype=torch.float64))
+    model = LabelledMixture(means=[[0.0]], stds=0.3).denoiser(short)
+    n = 40_000
+    x = ddpm_sample(model, short, (n, 1), variance="beta", dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0), progress=False).x
+    v = gaussian_chain_variance(short, 0.09, "beta")
+    assert x.var().item() == pytest.approx(v, abs=4 * v * (2 / n) ** 0.5)
+    marginal = short.alpha_bar[20].item() ** 2 * 0.09 + short.beta_bar[20].item() ** 2
+    m = (1 - short.beta[20].item() ** 2 / marginal) / short.alpha[20].item()
+    assert gaussian_chain_variance(short, 0.09, "zero", t_stop=19) == pytest.approx(m * m)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"data_var": -1.0}, "data_var"), ({"data_var": float("nan")}, "data_var"),
+    ({"variance": "sigma"}, "variance"), ({"t_stop": 1000}, "t_stop"), ({"t_stop": 1.5}, "t_stop"),
+    ({"final_noise": 1}, "final_noise"),
+])
+def test_gaussian_chain_variance_refuses_bad_input(kwargs, name):
+    from kexue_nb.diffusion import gaussian_chain_variance
+
+    args = {"data_var": 1.0, **kwargs}
+    data_var = args.pop("data_var")
+    with pytest.raises((TypeError, ValueError), match=name):
+        gaussian_chain_variance(Schedule.su(1000), data_var, **args)

@@ -57,6 +57,7 @@ from .samplers import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_step,
+    gaussian_chain_variance,
 )
 from .schedule import DDPMPaperSchedule, Schedule
 from .trainer import TrainConfig, Trainer, TrainResult
@@ -97,6 +98,8 @@ __all__ = [
     "energy_distance",
     "frechet_digits_distance",
     "frechet_distance",
+    "gaussian_chain_variance",
+    "gaussian_chain_variance",
     "init_distributed",
     "load_checkpoint",
     "load_digits",

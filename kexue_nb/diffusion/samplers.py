@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._validation import _is_complex, floating_tensor, same_shape
+from .._validation import _is_complex, floating_tensor, nonnegative_float, same_shape
 from .guidance import Guidance
 from .schedule import MAX_T, Schedule, _check_flag, per_sample
 
@@ -34,6 +34,7 @@ __all__ = [
     "ddim_timesteps",
     "ddpm_sample",
     "ddpm_step",
+    "gaussian_chain_variance",
 ]
 
 _VARIANCES = ("beta", "posterior", "zero")
@@ -352,3 +353,37 @@ def ddim_sample(
             if traj is not None:
                 traj.append(x.cpu())
     return Samples(x=x, trajectory=traj, x0_hat=x0s, timesteps=timesteps)
+
+
+def gaussian_chain_variance(
+    schedule: Schedule,
+    data_var: float,
+    variance: str = "beta",
+    *,
+    final_noise: bool = False,
+    t_stop: int = 0,
+) -> float:
+    """Exact variance of one coordinate of x_{t_stop} drawn by :func:`ddpm_sample` from
+    x_T ~ N(0, I) when the model is the exact ε-predictor of N(0, s²) data, s² = ``data_var``.
+
+    There ε*(x_t) = β̄_t x_t/(ᾱ_t²s² + β̄_t²), so each step is linear,
+    x_{t−1} = m_t x_t + σ_t z with m_t = (1 − β_t²/(ᾱ_t²s² + β̄_t²))/α_t (kexue.fm/archives/9119),
+    and v_{t−1} = m_t² v_t + σ_t² from v_T = 1; σ_1 enters only with ``final_noise``, as in
+    :func:`ddpm_sample`. s² = 1 gives m_t = α_t, s² = 0 (a point) the posterior-mean
+    coefficient α_tβ̄_{t−1}²/β̄_t². It also covers a coordinate in which every component of a
+    mixture is N(0, s²) (the exact denoiser is then linear in that coordinate).
+    """
+    _check_schedule(schedule)
+    s2 = nonnegative_float(data_var, "data_var")
+    variance = _check_variance(variance)
+    _check_flag(final_noise, "final_noise")
+    if isinstance(t_stop, bool) or not isinstance(t_stop, int) or not 0 <= t_stop < schedule.T:
+        raise ValueError(
+            f"`t_stop` must be an integer in 0..T − 1 = {schedule.T - 1}, got {t_stop!r}")
+    v = 1.0
+    for t in range(schedule.T, t_stop, -1):
+        marginal = schedule.alpha_bar[t].item() ** 2 * s2 + schedule.beta_bar[t].item() ** 2
+        m = (1.0 - schedule.beta[t].item() ** 2 / marginal) / schedule.alpha[t].item()
+        noise = schedule.sigma(t, variance).item() ** 2 if (t > 1 or final_noise) else 0.0
+        v = m * m * v + noise
+    return v

@@ -10,6 +10,12 @@ the sampler and the trainer that the chapter relies on, each of which one of its
 - ``ddpm1-step-article-eps``: ``ddpm_step`` uses the article's coefficient β_t with the paper's
   ε-prediction, (x_t − β_t ε_θ)/α_t, instead of (x_t − (β_t²/β̄_t) ε_θ)/α_t.
 - ``ddpm1-noisy-sign``: the trainer builds x_t = ᾱ_t x_0 − β̄_t ε (sign of the noise flipped).
+- ``ddpm1-su-beta-not-squared``: ``Schedule.su`` takes the grid 0.02 t/T as Su's β_t instead of
+  β_t² (the notation trap between the article and the DDPM paper).
+- ``ddpm1-su-grid-t-plus-one``: ``Schedule.su`` spreads its grid over T + 1 points,
+  β_t² = 0.02 t/(T + 1) (an off-by-one in the denominator).
+- ``ddpm1-time-embedding-constant``: the networks' timestep embedding ignores t (every t is
+  embedded as T/2), so one network cannot tell the noise levels apart.
 """
 
 from __future__ import annotations
@@ -73,6 +79,22 @@ def _noise_sign_flipped(original):
     return noisy
 
 
+def _su_grid(beta_sq):
+    def su(cls, T=1000):
+        t = torch.arange(1, T + 1, dtype=torch.float64)
+        return cls.from_betas(beta_sq(t, T))
+
+    return lambda original: classmethod(su)
+
+
+def _time_ignored(original):
+    @functools.wraps(original)
+    def timestep_embedding(t, dim, T):
+        return original(torch.full_like(t, T // 2), dim, T)
+
+    return timestep_embedding
+
+
 FAULTS = [
     Fault(
         name="ddpm1-final-noise-at-t1",
@@ -108,5 +130,26 @@ FAULTS = [
         target="kexue_nb.diffusion.trainer:Trainer.noisy",
         description="the trainer's x_t = ᾱ_t x_0 − β̄_t ε: the noise enters with the wrong sign",
         patch=_noise_sign_flipped,
+    ),
+    Fault(
+        name="ddpm1-su-beta-not-squared",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.schedule:Schedule.su",
+        description="Schedule.su takes 0.02 t/T as Su's β_t, not β_t² (α_t = √(1 − (0.02 t/T)²))",
+        patch=_su_grid(lambda t, T: (0.02 * t / T) ** 2),
+    ),
+    Fault(
+        name="ddpm1-su-grid-t-plus-one",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.schedule:Schedule.su",
+        description="Schedule.su's grid over T + 1 points: β_t² = 0.02 t/(T + 1)",
+        patch=_su_grid(lambda t, T: 0.02 * t / (T + 1)),
+    ),
+    Fault(
+        name="ddpm1-time-embedding-constant",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.models:timestep_embedding",
+        description="the timestep embedding ignores t (every t embedded as T/2)",
+        patch=_time_ignored,
     ),
 ]
