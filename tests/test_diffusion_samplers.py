@@ -356,12 +356,19 @@ def test_gaussian_chain_variance_closed_cases_and_monte_carlo():
     marginal = short.alpha_bar[20].item() ** 2 * 0.09 + short.beta_bar[20].item() ** 2
     m = (1 - short.beta[20].item() ** 2 / marginal) / short.alpha[20].item()
     assert gaussian_chain_variance(short, 0.09, "zero", t_stop=19) == pytest.approx(m * m)
+    # started from the exact law at t_start, one step without noise scales its variance by m²
+    assert gaussian_chain_variance(short, 0.09, "zero", t_start=20, t_stop=19) == pytest.approx(
+        m * m * marginal)
+    # σ_t = β_t keeps the exact law of N(0, 1) data from any start
+    assert gaussian_chain_variance(s, 1.0, "beta", t_start=50, t_stop=10) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("kwargs, name", [
     ({"data_var": -1.0}, "data_var"), ({"data_var": float("nan")}, "data_var"),
     ({"variance": "sigma"}, "variance"), ({"t_stop": 1000}, "t_stop"), ({"t_stop": 1.5}, "t_stop"),
-    ({"final_noise": 1}, "final_noise"),
+    ({"final_noise": 1}, "final_noise"), ({"t_start": 0}, "t_start"),
+    ({"t_start": 1001}, "t_start"), ({"t_start": 5, "t_stop": 5}, "t_start"),
+    ({"t_start": True}, "t_start"),
 ])
 def test_gaussian_chain_variance_refuses_bad_input(kwargs, name):
     from kexue_nb.diffusion import gaussian_chain_variance

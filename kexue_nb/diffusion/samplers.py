@@ -362,9 +362,12 @@ def gaussian_chain_variance(
     *,
     final_noise: bool = False,
     t_stop: int = 0,
+    t_start: int | None = None,
 ) -> float:
     """Exact variance of one coordinate of x_{t_stop} drawn by :func:`ddpm_sample` from
     x_T ~ N(0, I) when the model is the exact ε-predictor of N(0, s²) data, s² = ``data_var``.
+    With ``t_start`` the chain starts instead at x_{t_start} drawn from its exact law, of
+    variance ᾱ_{t_start}²s² + β̄_{t_start}².
 
     There ε*(x_t) = β̄_t x_t/(ᾱ_t²s² + β̄_t²), so each step is linear,
     x_{t−1} = m_t x_t + σ_t z with m_t = (1 − β_t²/(ᾱ_t²s² + β̄_t²))/α_t (kexue.fm/archives/9119),
@@ -380,8 +383,15 @@ def gaussian_chain_variance(
     if isinstance(t_stop, bool) or not isinstance(t_stop, int) or not 0 <= t_stop < schedule.T:
         raise ValueError(
             f"`t_stop` must be an integer in 0..T − 1 = {schedule.T - 1}, got {t_stop!r}")
-    v = 1.0
-    for t in range(schedule.T, t_stop, -1):
+    if t_start is None:
+        t_start, v = schedule.T, 1.0
+    elif (isinstance(t_start, bool) or not isinstance(t_start, int)
+          or not t_stop < t_start <= schedule.T):
+        raise ValueError(f"`t_start` must be an integer in t_stop + 1..T = "
+                         f"{t_stop + 1}..{schedule.T}, got {t_start!r}")
+    else:
+        v = schedule.alpha_bar[t_start].item() ** 2 * s2 + schedule.beta_bar[t_start].item() ** 2
+    for t in range(t_start, t_stop, -1):
         marginal = schedule.alpha_bar[t].item() ** 2 * s2 + schedule.beta_bar[t].item() ** 2
         m = (1.0 - schedule.beta[t].item() ** 2 / marginal) / schedule.alpha[t].item()
         noise = schedule.sigma(t, variance).item() ** 2 if (t > 1 or final_noise) else 0.0

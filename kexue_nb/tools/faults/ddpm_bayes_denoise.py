@@ -11,7 +11,15 @@ chapter relies on, each of which its ledger must catch.
 - ``ddpm3-predict-x0-prev``: ``Schedule.predict_x0`` reads ᾱ_{t−1}, β̄_{t−1} instead of ᾱ_t, β̄_t
   (t off by one), which DDIM's step uses;
 - ``ddpm3-ddpm-step-chapter1-eps``: ``ddpm_step``'s mean uses the ε convention of chapter 1,
-  (x_t − β_t ε)/α_t, with this chapter's (the DDPM paper's) ε.
+  (x_t − β_t ε)/α_t, with this chapter's (the DDPM paper's) ε;
+- ``ddpm3-sigma-beta-is-posterior``: ``Schedule.sigma(t, "beta")`` returns the posterior σ̃_t, so
+  a sampler asked for σ_t = β_t silently uses σ̃_t;
+- ``ddpm3-responsibility-no-log-weights``: the responsibilities forget log π_k, which makes ε* the
+  exact denoiser of the equal-weight mixture;
+- ``ddpm3-posterior-mean-hard``: E[x_0|x_t] takes only the most likely component (a hard
+  assignment), so the spread between the components' means is lost;
+- ``ddpm3-step-noise-doubled``: ``ddpm_step`` adds its noise twice, σ_t√2 z, which widens every
+  component of the samples.
 """
 
 from __future__ import annotations
@@ -76,6 +84,43 @@ def _chapter1_eps(original):
     return ddpm_step
 
 
+def _sigma_beta_is_posterior(original):
+    @functools.wraps(original)
+    def sigma(self, t, variance):
+        return original(self, t, "posterior" if variance == "beta" else variance)
+
+    return sigma
+
+
+def _no_log_weights(original):
+    @functools.wraps(original)
+    def _log_joint(self, var, diff, y=None):
+        return original(self, var, diff, y) - torch.log(self.weights.to(diff.device))
+
+    return _log_joint
+
+
+def _hard_posterior_mean(original):
+    @functools.wraps(original)
+    def posterior_mean(self, x_t, alpha_bar_t, beta_bar_t, y=None):
+        x, a, b, means, var0, var, diff = self._prep(x_t, alpha_bar_t, beta_bar_t)
+        log_joint = self._log_joint(var, diff, y)
+        r = torch.nn.functional.one_hot(log_joint.argmax(1), log_joint.shape[1]).to(log_joint.dtype)
+        comp = means[None] + (a * var0 / var)[..., None] * diff
+        return (r[..., None] * comp).sum(1)
+
+    return posterior_mean
+
+
+def _noise_doubled(original):
+    @functools.wraps(original)
+    def ddpm_step(eps, x_t, t, schedule, *, variance, noise):
+        return original(eps, x_t, t, schedule, variance=variance,
+                        noise=None if noise is None else math.sqrt(2) * noise)
+
+    return ddpm_step
+
+
 FAULTS = [
     Fault(
         name="ddpm3-posterior-std-beta",
@@ -111,5 +156,33 @@ FAULTS = [
         target="kexue_nb.diffusion.samplers:ddpm_step",
         description="ddpm_step's mean is (x_t − β_t ε)/α_t, chapter 1's ε convention",
         patch=_chapter1_eps,
+    ),
+    Fault(
+        name="ddpm3-sigma-beta-is-posterior",
+        chapter=_CHAPTER,
+        target="kexue_nb.diffusion.schedule:Schedule.sigma",
+        description='Schedule.sigma(t, "beta") returns σ̃_t (σ̃_t used for both choices)',
+        patch=_sigma_beta_is_posterior,
+    ),
+    Fault(
+        name="ddpm3-responsibility-no-log-weights",
+        chapter=_CHAPTER,
+        target="kexue_nb.diffusion.data:LabelledMixture._log_joint",
+        description="mixture responsibilities forget log π_k (the equal-weight mixture's ε*)",
+        patch=_no_log_weights,
+    ),
+    Fault(
+        name="ddpm3-posterior-mean-hard",
+        chapter=_CHAPTER,
+        target="kexue_nb.diffusion.data:LabelledMixture.posterior_mean",
+        description="E[x_0|x_t] from the most likely component only (hard assignment)",
+        patch=_hard_posterior_mean,
+    ),
+    Fault(
+        name="ddpm3-step-noise-doubled",
+        chapter=_CHAPTER,
+        target="kexue_nb.diffusion.samplers:ddpm_step",
+        description="ddpm_step adds its noise twice (σ_t√2 z): samples too wide",
+        patch=_noise_doubled,
     ),
 ]
