@@ -2,8 +2,9 @@
 
 Plausible slips in ``kexue_nb.diffusion.guidance``, the code the chapter's guided samplers rely on:
 the classifier-free combination with its weights confused, the DDPM mean shift without its
-σ_t², the classifier's gradient with the wrong sign, and the null label taken as the last real
-class. Each must be caught by a claim of the chapter.
+σ_t², the classifier's gradient with the wrong sign, the null label taken as the last real
+class, and the DDPM shift scaled by γ − 1 (γ read as the classifier-free w).
+Each must be caught by a claim of the chapter.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def _null_is_last_class(original: Any) -> Any:
     return eps
 
 
+def _shift_scaled_by_w(original: Any) -> Any:
+    @functools.wraps(original)
+    def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+             schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        eps, shift = original(self, model, x_t, t, y, schedule, sigma)
+        if isinstance(shift, float):
+            return eps, shift
+        # bug: the shift scaled by w = γ − 1 instead of γ
+        return eps, shift * (self.scale - 1.0) / self.scale
+
+    return ddpm
+
+
 FAULTS = [
     Fault(
         name="guide-cfg-weights-swapped",
@@ -97,5 +111,12 @@ FAULTS = [
         target="kexue_nb.diffusion.guidance:ClassifierFreeGuidance.eps",
         description="classifier-free guidance's null label taken as num_classes − 1, a real class",
         patch=_null_is_last_class,
+    ),
+    Fault(
+        name="guide-shift-scaled-by-w",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.guidance:ClassifierGuidance.ddpm",
+        description="classifier-guidance DDPM mean shift scaled by w = γ − 1 instead of γ",
+        patch=_shift_scaled_by_w,
     ),
 ]
