@@ -147,7 +147,11 @@ def check_chapter(notebook: Path, screenshots: Path, chromium: str, run: bool = 
                 browser.close()
         finally:
             lab.terminate()
-            lab.wait(timeout=30)
+            try:
+                lab.wait(timeout=30)
+            except subprocess.TimeoutExpired:   # a loaded machine can stall the server's shutdown
+                lab.kill()
+                lab.wait()
     return problems
 
 
