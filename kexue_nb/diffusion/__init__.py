@@ -99,7 +99,6 @@ __all__ = [
     "frechet_digits_distance",
     "frechet_distance",
     "gaussian_chain_variance",
-    "gaussian_chain_variance",
     "init_distributed",
     "load_checkpoint",
     "load_digits",

@@ -383,17 +383,18 @@ def gaussian_chain_variance(
     if isinstance(t_stop, bool) or not isinstance(t_stop, int) or not 0 <= t_stop < schedule.T:
         raise ValueError(
             f"`t_stop` must be an integer in 0..T − 1 = {schedule.T - 1}, got {t_stop!r}")
-    if t_start is None:
-        t_start, v = schedule.T, 1.0
-    elif (isinstance(t_start, bool) or not isinstance(t_start, int)
-          or not t_stop < t_start <= schedule.T):
+    if t_start is not None and (isinstance(t_start, bool) or not isinstance(t_start, int)
+                                or not t_stop < t_start <= schedule.T):
         raise ValueError(f"`t_start` must be an integer in t_stop + 1..T = "
                          f"{t_stop + 1}..{schedule.T}, got {t_start!r}")
-    else:
-        v = schedule.alpha_bar[t_start].item() ** 2 * s2 + schedule.beta_bar[t_start].item() ** 2
-    for t in range(t_start, t_stop, -1):
-        marginal = schedule.alpha_bar[t].item() ** 2 * s2 + schedule.beta_bar[t].item() ** 2
-        m = (1.0 - schedule.beta[t].item() ** 2 / marginal) / schedule.alpha[t].item()
+
+    def marginal(t: int) -> float:
+        """Var x_t of the data's exact law, ᾱ_t²s² + β̄_t²."""
+        return schedule.alpha_bar[t].item() ** 2 * s2 + schedule.beta_bar[t].item() ** 2
+
+    v = 1.0 if t_start is None else marginal(t_start)
+    for t in range(schedule.T if t_start is None else t_start, t_stop, -1):
+        m = (1.0 - schedule.beta[t].item() ** 2 / marginal(t)) / schedule.alpha[t].item()
         noise = schedule.sigma(t, variance).item() ** 2 if (t > 1 or final_noise) else 0.0
         v = m * m * v + noise
     return v
