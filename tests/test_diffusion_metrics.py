@@ -19,7 +19,7 @@ from kexue_nb.diffusion.metrics import (
     noise_floor,
     sliced_wasserstein,
 )
-from kexue_nb.diffusion.train_features import train_feature_net
+from kexue_nb.diffusion.train_features import HELD_OUT_SEED, split_digits, train_feature_net
 
 
 def _gen(seed=0):
@@ -119,6 +119,36 @@ def test_train_feature_net_is_seeded():
     for (k, v1), v2 in zip(net1.state_dict().items(), net2.state_dict().values(), strict=True):
         assert torch.equal(v1, v2), k
     assert acc1 == acc2 and acc1 > 0.3  # learning (chance is 0.1) after 6 steps
+
+
+def test_split_digits_is_the_shipped_networks_held_out_set():
+    train, held_out = split_digits(1797, _gen(HELD_OUT_SEED))
+    assert (len(train), len(held_out)) == (1437, 360)
+    assert torch.equal(torch.sort(torch.cat([train, held_out])).values, torch.arange(1797))
+    train2, _ = split_digits(1797, _gen(HELD_OUT_SEED))
+    assert torch.equal(train, train2)
+    # the shipped weights' recipe records their held-out accuracy; this split reproduces it
+    x, y = load_digits()
+    recipe = dict(kv.split("=") for kv in _shipped_recipe().split())
+    assert recipe["seed"] == str(HELD_OUT_SEED)
+    with torch.inference_mode():
+        accuracy = (load_feature_net()(x[held_out]).argmax(1) == y[held_out]).double().mean().item()
+    assert accuracy == pytest.approx(float(recipe["heldout_accuracy"]), abs=5e-5)
+    with pytest.raises(TypeError, match="`n` must be an integer"):
+        split_digits(10.0, _gen())
+    with pytest.raises(ValueError, match="`n` must be an integer in"):
+        split_digits(1, _gen())
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator"):
+        split_digits(10, 0)
+
+
+def _shipped_recipe():
+    from safetensors import safe_open
+
+    from kexue_nb.diffusion.metrics import FEATURES_PATH
+
+    with safe_open(str(FEATURES_PATH), "pt") as f:
+        return f.metadata()["recipe"]
 
 
 def test_bad_input():

@@ -22,7 +22,11 @@ from .._validation import integer, positive_float
 from .data import load_digits
 from .metrics import FEATURES_PATH, DigitsFeatureNet
 
-__all__ = ["init_parameters", "main", "train_feature_net"]
+__all__ = ["HELD_OUT_SEED", "init_parameters", "main", "split_digits", "train_feature_net"]
+
+# The seed of the shipped weights (see their recipe metadata); split_digits with it gives
+# their held-out set.
+HELD_OUT_SEED = 0
 
 
 def init_parameters(net: torch.nn.Module, generator: torch.Generator) -> None:
@@ -40,6 +44,16 @@ def init_parameters(net: torch.nn.Module, generator: torch.Generator) -> None:
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:
                     module.bias.uniform_(-bound, bound, generator=generator)
+
+
+def split_digits(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random split of ``n`` image indices: (the 80 % trained on, the held-out 20 %)."""
+    n = integer(n, "n", 2, 10**9)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator, got {type(generator).__name__}")
+    perm = torch.randperm(n, generator=generator)
+    n_train = int(0.8 * n)
+    return perm[:n_train], perm[n_train:]
 
 
 def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -69,9 +83,8 @@ def train_feature_net(
     positive_float(lr, "lr")
     g = torch.Generator().manual_seed(seed)
     x, y = load_digits()
-    perm = torch.randperm(x.shape[0], generator=g)
-    n_train = int(0.8 * x.shape[0])
-    tr, te = perm[:n_train], perm[n_train:]
+    tr, te = split_digits(x.shape[0], g)
+    n_train = tr.numel()
     net = DigitsFeatureNet()
     init_parameters(net, g)
     opt = torch.optim.Adam(net.parameters(), lr=lr)

@@ -3,7 +3,9 @@
 Plausible slips in ``kexue_nb.diffusion.guidance``, the code the chapter's guided samplers rely on:
 the classifier-free combination with its weights confused, the DDPM mean shift without its
 σ_t², the classifier's gradient with the wrong sign, the null label taken as the last real
-class, and the DDPM shift scaled by γ − 1 (γ read as the classifier-free w).
+class, and the DDPM shift scaled by γ − 1 (γ read as the classifier-free w); the DDPM shift
+without its scale γ; and, in the trained models, a label embedding that ignores the label and a
+noisy classifier trained on clean inputs.
 Each must be caught by a claim of the chapter.
 """
 
@@ -83,6 +85,43 @@ def _shift_scaled_by_w(original: Any) -> Any:
     return ddpm
 
 
+def _shift_without_scale(original: Any) -> Any:
+    @functools.wraps(original)
+    def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+             schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        eps, shift = original(self, model, x_t, t, y, schedule, sigma)
+        if isinstance(shift, float):
+            return eps, shift
+        # bug: the scale γ never applied, the shift σ_t² ∇log p(y|x_t) at every γ ≠ 0
+        return eps, shift / self.scale
+
+    return ddpm
+
+
+def _label_ignored(original: Any) -> Any:
+    @functools.wraps(original)
+    def forward(self: Any, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        # bug: the label embedding looks up the null row whatever the label
+        return original(self, t, None)
+
+    return forward
+
+
+def _classifier_on_clean_inputs(original: Any) -> Any:
+    import torch.nn.functional as F
+
+    @functools.wraps(original)
+    def loss(self: Any, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+             y: torch.Tensor | None = None) -> torch.Tensor:
+        original(self, x0, t, noise, y)   # keeps the checks
+        # bug: the classifier is shown the clean x_0 (with the noise level t) instead of x_t
+        with self.autocast():
+            logits = self._forward(x0, t)
+        return F.cross_entropy(logits.float(), y)
+
+    return loss
+
+
 FAULTS = [
     Fault(
         name="guide-cfg-weights-swapped",
@@ -118,5 +157,26 @@ FAULTS = [
         target="kexue_nb.diffusion.guidance:ClassifierGuidance.ddpm",
         description="classifier-guidance DDPM mean shift scaled by w = γ − 1 instead of γ",
         patch=_shift_scaled_by_w,
+    ),
+    Fault(
+        name="guide-shift-without-scale",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.guidance:ClassifierGuidance.ddpm",
+        description="classifier-guidance DDPM mean shift σ_t² ∇log p(y ∣ x_t), without its scale γ",
+        patch=_shift_without_scale,
+    ),
+    Fault(
+        name="model-label-ignored",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.models:_Conditioning.forward",
+        description="conditional networks' label embedding reads the null label whatever y is",
+        patch=_label_ignored,
+    ),
+    Fault(
+        name="classifier-clean-inputs",
+        chapter=CHAPTER,
+        target="kexue_nb.diffusion.classifier:ClassifierTrainer.loss",
+        description="the noisy classifier trained on the clean x_0 instead of x_t",
+        patch=_classifier_on_clean_inputs,
     ),
 ]
