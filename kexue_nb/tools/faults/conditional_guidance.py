@@ -31,17 +31,33 @@ def _swapped_combine(original: Any) -> Any:
     return cfg_combine
 
 
-def _shift_without_sigma2(original: Any) -> Any:
-    @functools.wraps(original)
-    def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-             schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        eps, shift = original(self, model, x_t, t, y, schedule, sigma)
-        if isinstance(shift, float):
-            return eps, shift
-        # bug: the mean shift γ ∇log p(y|x_t), σ_t² forgotten
-        return eps, self.scale * self.grad_log_prob(x_t, t, y)
+def _wrong_ddpm_shift(rewrite: Any) -> Any:
+    """A patch of ``ClassifierGuidance.ddpm`` whose mean shift is
+    ``rewrite(self, shift, x_t, t, y)`` instead of the correct σ_t² γ ∇log p(y|x_t)
+    (γ = 0, a float shift, stays exact)."""
 
-    return ddpm
+    def patch(original: Any) -> Any:
+        @functools.wraps(original)
+        def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                 schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+            eps, shift = original(self, model, x_t, t, y, schedule, sigma)
+            if isinstance(shift, float):
+                return eps, shift
+            return eps, rewrite(self, shift, x_t, t, y)
+
+        return ddpm
+
+    return patch
+
+
+# bug: the mean shift γ ∇log p(y|x_t), σ_t² forgotten
+_shift_without_sigma2 = _wrong_ddpm_shift(
+    lambda self, shift, x_t, t, y: self.scale * self.grad_log_prob(x_t, t, y))
+# bug: the shift scaled by w = γ − 1 instead of γ
+_shift_scaled_by_w = _wrong_ddpm_shift(
+    lambda self, shift, x_t, t, y: shift * (self.scale - 1.0) / self.scale)
+# bug: the scale γ never applied, the shift σ_t² ∇log p(y|x_t) at every γ ≠ 0
+_shift_without_scale = _wrong_ddpm_shift(lambda self, shift, x_t, t, y: shift / self.scale)
 
 
 def _gradient_sign(original: Any) -> Any:
@@ -70,32 +86,6 @@ def _null_is_last_class(original: Any) -> Any:
         return cfg_combine(eps_c, eps_u, self.w)
 
     return eps
-
-
-def _shift_scaled_by_w(original: Any) -> Any:
-    @functools.wraps(original)
-    def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-             schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        eps, shift = original(self, model, x_t, t, y, schedule, sigma)
-        if isinstance(shift, float):
-            return eps, shift
-        # bug: the shift scaled by w = γ − 1 instead of γ
-        return eps, shift * (self.scale - 1.0) / self.scale
-
-    return ddpm
-
-
-def _shift_without_scale(original: Any) -> Any:
-    @functools.wraps(original)
-    def ddpm(self: Any, model: Any, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-             schedule: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        eps, shift = original(self, model, x_t, t, y, schedule, sigma)
-        if isinstance(shift, float):
-            return eps, shift
-        # bug: the scale γ never applied, the shift σ_t² ∇log p(y|x_t) at every γ ≠ 0
-        return eps, shift / self.scale
-
-    return ddpm
 
 
 def _label_ignored(original: Any) -> Any:
