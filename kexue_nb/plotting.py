@@ -9,6 +9,7 @@ Use it as::
 
 The style is applied through :func:`matplotlib.rc_context`, so nothing global changes, and
 :func:`show` renders the figure to PNG inside the same style, displays it and closes it.
+:func:`image_tiles` lays small images out as one grid for ``imshow``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-__all__ = ["BOOK_STYLE", "DPI", "PALETTE", "book_style", "compact_png", "png_bytes", "show"]
+__all__ = ["BOOK_STYLE", "DPI", "PALETTE", "book_style", "compact_png", "image_tiles", "png_bytes",
+           "show"]
 
 #: Colour-blind-safe palette (Okabe–Ito), in the order lines are drawn.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -99,3 +101,29 @@ def show(fig: Figure) -> None:
     data = png_bytes(fig)
     plt.close(fig)
     display(Image(data=data, format="png"))
+
+
+def image_tiles(images: object, rows: int, cols: int, pad_value: float = -1.0) -> np.ndarray:
+    """Lay ``images`` (N, H, W) or (N, 1, H, W), N ≤ rows·cols, out row by row as one
+    (rows·(H + 1), cols·(W + 1)) array: each tile followed by one line of ``pad_value`` on its
+    right and below, and empty places filled with ``pad_value`` (−1 is the digits' background)."""
+    for name, value in (("rows", rows), ("cols", cols)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int | float | np.number):
+        raise TypeError(f"`pad_value` must be a real number, got {pad_value!r}")
+    try:
+        x = np.asarray(images, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`images` must be an array of real numbers, "
+                        f"got {type(images).__name__}") from exc
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or not 1 <= len(x) <= rows * cols:
+        raise ValueError(f"`images` must have shape (N, H, W) or (N, 1, H, W) with 1 <= N <= "
+                         f"rows * cols = {rows * cols}, got {np.shape(images)}")
+    n, h, w = x.shape
+    canvas = np.full((rows * cols, h + 1, w + 1), float(pad_value))
+    canvas[:n, :h, :w] = x
+    return canvas.reshape(rows, cols, h + 1, w + 1).transpose(0, 2, 1, 3).reshape(rows * (h + 1),
+                                                                                   cols * (w + 1))

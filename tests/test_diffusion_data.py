@@ -203,3 +203,33 @@ def test_no_silent_wrong_answers_issue_15():
         moons(10**9)
     with pytest.raises(TypeError, match="`x_t` must have a floating dtype"):
         ExactDenoiser(mix, Schedule.su(10))(torch.ones(3, 2, dtype=torch.long), torch.full((3,), 2))
+
+
+def test_noisy_sample_is_sample_then_noise_then_q_sample():
+    schedule = Schedule.su(100)
+    mix = LabelledMixture([[-1.0, 0.0], [1.0, 0.5]], [0.2, 0.3], labels=[0, 1])
+    x0, x_t, y = mix.noisy_sample(300, 40, schedule, torch.Generator().manual_seed(5), dtype=F64)
+    g = torch.Generator().manual_seed(5)
+    x0_ref, y_ref = mix.sample(300, g, dtype=F64)
+    noise = torch.randn(x0_ref.shape, generator=g, dtype=F64)
+    assert torch.equal(x0, x0_ref) and torch.equal(y, y_ref)
+    assert torch.equal(x_t, schedule.alpha_bar[40] * x0_ref + schedule.beta_bar[40] * noise)
+    # a step per draw, and float32 output by default
+    t = torch.arange(1, 301) % 100 + 1
+    x0_32, x_t32, _ = mix.noisy_sample(300, t, schedule, torch.Generator().manual_seed(5))
+    assert x0_32.dtype == x_t32.dtype == torch.float32
+    assert torch.allclose(x_t32.double(), schedule.q_sample(x0_ref, t, noise), atol=1e-6)
+
+
+def test_noisy_sample_refuses_bad_input_before_drawing():
+    schedule = Schedule.su(100)
+    mix = LabelledMixture([[0.0, 0.0]], [1.0])
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    with pytest.raises(ValueError, match="`t`"):
+        mix.noisy_sample(10, 101, schedule, g)
+    with pytest.raises(TypeError, match="`dtype`"):
+        mix.noisy_sample(10, 5, schedule, g, dtype=torch.long)
+    with pytest.raises(TypeError, match="`schedule`"):
+        mix.noisy_sample(10, 5, None, g)
+    assert torch.equal(g.get_state(), state)

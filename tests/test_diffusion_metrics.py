@@ -15,6 +15,7 @@ from kexue_nb.diffusion.metrics import (
     energy_distance,
     frechet_digits_distance,
     frechet_distance,
+    gaussian_fit_sample,
     load_feature_net,
     noise_floor,
     sliced_wasserstein,
@@ -198,3 +199,38 @@ def test_no_silent_wrong_answers_issue_15():
         noise_floor(lambda a, b: math.nan, torch.zeros(8, 2), 2)
     with pytest.raises(TypeError, match="`x` must have the network's dtype"):
         DigitsFeatureNet()(torch.zeros(2, 1, 8, 8, dtype=torch.float64))
+
+
+def test_gaussian_fit_sample_matches_the_data_moments():
+    # correlated 3-D data with one constant coordinate (like the digits' corner pixels)
+    g = _gen(1)
+    z = torch.randn(5000, 2, generator=g, dtype=torch.float64)
+    data = torch.stack([z[:, 0], 0.6 * z[:, 0] + 0.8 * z[:, 1], torch.full((5000,), 0.25,
+                        dtype=torch.float64)], dim=1)
+    draws = gaussian_fit_sample(data, 200_000, _gen(2))
+    assert draws.shape == (200_000, 3) and draws.dtype == torch.float64
+    assert torch.all(draws[:, 2] == 0.25)
+    # 5 standard errors of a mean (sd <= 1) and of a covariance entry (sd <= sqrt(2)) at n = 2e5
+    se = 1 / math.sqrt(200_000)
+    assert torch.allclose(draws.mean(0), data.mean(0), atol=5 * se)
+    assert torch.allclose(torch.cov(draws.T), torch.cov(data.T), atol=5 * math.sqrt(2) * se)
+    # the event shape and dtype of the data come back; one seed, one answer
+    images = data[:, :2].float().reshape(5000, 1, 2, 1)
+    a, b = gaussian_fit_sample(images, 7, _gen(3)), gaussian_fit_sample(images, 7, _gen(3))
+    assert a.shape == (7, 1, 2, 1) and a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_gaussian_fit_sample_bad_input():
+    data = torch.randn(10, 2, generator=_gen())
+    with pytest.raises(ValueError, match="`data`"):
+        gaussian_fit_sample(data[:1], 5)
+    with pytest.raises(ValueError, match="`data`"):
+        gaussian_fit_sample(torch.arange(10), 5)
+    with pytest.raises(ValueError, match="`data`"):
+        gaussian_fit_sample(torch.full((10, 2), math.nan), 5)
+    with pytest.raises(ValueError, match="`data`"):
+        gaussian_fit_sample(data.numpy(), 5)
+    with pytest.raises(ValueError, match="`n`"):
+        gaussian_fit_sample(data, 0)
+    with pytest.raises(TypeError, match="`generator`"):
+        gaussian_fit_sample(data, 5, generator=0)

@@ -2,9 +2,10 @@
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
-from kexue_nb.plotting import BOOK_STYLE, PALETTE, book_style, png_bytes, show
+from kexue_nb.plotting import BOOK_STYLE, PALETTE, book_style, image_tiles, png_bytes, show
 
 
 def test_style_is_local():
@@ -44,7 +45,6 @@ def test_png_bytes_rejects_non_figures():
 def _decoded(data):
     import io
 
-    import numpy as np
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
@@ -54,7 +54,6 @@ def _decoded(data):
 def test_compact_png_is_lossless_and_smaller(colours):
     import io
 
-    import numpy as np
     from PIL import Image
 
     from kexue_nb.plotting import compact_png
@@ -74,7 +73,6 @@ def test_compact_png_is_lossless_and_smaller(colours):
 def test_compact_png_keeps_transparency():
     import io
 
-    import numpy as np
     from PIL import Image
 
     from kexue_nb.plotting import compact_png
@@ -84,3 +82,27 @@ def test_compact_png_keeps_transparency():
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGBA").save(buffer, format="png")
     assert (_decoded(compact_png(buffer.getvalue())) == pixels).all()
+
+
+def test_image_tiles_layout_and_padding():
+    images = np.arange(5 * 2 * 3, dtype=float).reshape(5, 1, 2, 3)
+    tiles = image_tiles(images, rows=2, cols=3, pad_value=-1)
+    assert tiles.shape == (2 * 3, 3 * 4)
+    for i in range(5):
+        r, c = divmod(i, 3)
+        assert np.array_equal(tiles[3 * r: 3 * r + 2, 4 * c: 4 * c + 3], images[i, 0])
+    assert np.all(tiles[2::3] == -1) and np.all(tiles[:, 3::4] == -1)
+    assert np.all(tiles[3:, 8:] == -1)                       # the sixth place is empty
+
+
+def test_image_tiles_bad_input():
+    with pytest.raises(ValueError, match="`images`"):
+        image_tiles(np.zeros((7, 2, 2)), rows=2, cols=3)
+    with pytest.raises(ValueError, match="`images`"):
+        image_tiles(np.zeros((2, 3, 2, 2)), rows=2, cols=3)
+    with pytest.raises(ValueError, match="`rows`"):
+        image_tiles(np.zeros((1, 2, 2)), rows=0, cols=3)
+    with pytest.raises(TypeError, match="`images`"):
+        image_tiles("tiles", rows=1, cols=1)
+    with pytest.raises(TypeError, match="`pad_value`"):
+        image_tiles(np.zeros((1, 2, 2)), rows=1, cols=1, pad_value="white")

@@ -7,11 +7,12 @@ Su's notation throughout: x_t = α_t x_{t−1} + β_t ε_t with α_t² + β_t² 
 * :mod:`.samplers`: :func:`ddpm_sample`, :func:`ddim_sample` and their single steps.
 * :mod:`.guidance`: :class:`ClassifierGuidance`, :class:`ClassifierFreeGuidance`.
 * :mod:`.data`: seeded 2-D toy sets, the exact :class:`LabelledMixture`, the 8×8 digits.
-* :mod:`.metrics`: energy distance, sliced Wasserstein, a Fréchet distance for digits, and
-  noise floors.
+* :mod:`.metrics`: energy distance, sliced Wasserstein, a Fréchet distance for digits, noise
+  floors, and the Gaussian-fit baseline.
 * :mod:`.models`: :class:`MLPDenoiser`, :class:`UNet8`, :class:`NoisyClassifier`.
 * :mod:`.trainer`: :class:`Trainer` and :class:`TrainConfig`; :mod:`.checkpoint`: atomic,
   pickle-free safetensors checkpoints.
+* :mod:`.recipes`: :func:`train_digit_unet`, the digits UNet two chapters train.
 * :mod:`.classifier`: :class:`ClassifierTrainer`, the same trainer with the noisy-input
   cross-entropy, for the classifier of classifier guidance.
 * :mod:`.distributed`: process group from torchrun's environment (NCCL/gloo), rank helpers;
@@ -44,11 +45,13 @@ from .metrics import (
     energy_distance,
     frechet_digits_distance,
     frechet_distance,
+    gaussian_fit_sample,
     load_feature_net,
     noise_floor,
     sliced_wasserstein,
 )
 from .models import MLPDenoiser, NoisyClassifier, UNet8, build_model
+from .recipes import train_digit_unet
 from .samplers import (
     Samples,
     ddim_sample,
@@ -99,6 +102,7 @@ __all__ = [
     "frechet_digits_distance",
     "frechet_distance",
     "gaussian_chain_variance",
+    "gaussian_fit_sample",
     "init_distributed",
     "load_checkpoint",
     "load_digits",
@@ -110,4 +114,5 @@ __all__ = [
     "save_checkpoint",
     "sliced_wasserstein",
     "swiss_roll",
+    "train_digit_unet",
 ]

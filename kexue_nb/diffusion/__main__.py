@@ -295,18 +295,13 @@ def _scatter_png(x: np.ndarray) -> bytes:
 def _grid_png(x: np.ndarray) -> bytes:
     from matplotlib.figure import Figure
 
-    from ..plotting import book_style, png_bytes
+    from ..plotting import book_style, image_tiles, png_bytes
 
     k = min(10, int(np.ceil(np.sqrt(len(x)))))
-    imgs = np.clip(x[: k * k, 0], -1, 1)
-    canvas = np.full((k * 9 + 1, k * 9 + 1), -1.0)
-    for i, img in enumerate(imgs):
-        r, c = divmod(i, k)
-        canvas[1 + 9 * r: 9 + 9 * r, 1 + 9 * c: 9 + 9 * c] = img
     with book_style():
         fig = Figure(figsize=(4, 4))
         ax = fig.add_subplot()
-        ax.imshow(canvas, cmap="gray_r", vmin=-1, vmax=1)
+        ax.imshow(image_tiles(np.clip(x[: k * k], -1, 1), k, k), cmap="gray_r", vmin=-1, vmax=1)
         ax.axis("off")
         return png_bytes(fig)
 

@@ -223,6 +223,21 @@ class LabelledMixture:
         x = self.means[k] + self.stds[k, None] * z
         return x.to(dtype), self.labels[k]
 
+    def noisy_sample(
+        self, n: int, t: int | torch.Tensor, schedule: Schedule,
+        generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n draws of (x_0, x_t, y): x_0 and its label from :meth:`sample`, then ε ~ N(0, I) and
+        x_t = ᾱ_t x_0 + β̄_t ε (kexue.fm/archives/9119), all drawn in float64 from ``generator``
+        in that order and returned as ``dtype``; ``t`` an int or a (n,) tensor of steps."""
+        _check_schedule(schedule)
+        schedule._check_t(t)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
+        x0, y = self.sample(n, generator, dtype=torch.float64)
+        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+        return x0.to(dtype), schedule.q_sample(x0, t, noise).to(dtype), y
+
     def _prep(self, x: torch.Tensor, alpha_bar: Scalar, beta_bar: Scalar,
               names: tuple[str, str, str] = ("x", "alpha_bar", "beta_bar")):
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:

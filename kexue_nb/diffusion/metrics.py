@@ -10,6 +10,8 @@
   (``digits_features.safetensors``, trained by ``python -m kexue_nb.diffusion.train_features``).
 * :func:`noise_floor`: the same distance between two disjoint real subsets of the sample size
   used, the level below which a generated set cannot be told from real data.
+* :func:`gaussian_fit_sample`: draws from the Gaussian with the data's mean and covariance, the
+  baseline every sample-quality test of the book must reject.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "energy_distance",
     "frechet_digits_distance",
     "frechet_distance",
+    "gaussian_fit_sample",
     "load_feature_net",
     "noise_floor",
     "sliced_wasserstein",
@@ -365,3 +368,32 @@ def noise_floor(
         values.append(number)
     v = np.asarray(values)
     return NoiseFloor(float(v.mean()), float(v.std(ddof=1)), tuple(values))
+
+
+def gaussian_fit_sample(
+    data: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """n draws from N(μ, Σ), the sample mean and covariance of ``data`` (N samples of any event
+    shape, flattened): the Gaussian baseline of the diffusion chapters' two-sample tests.
+
+    x = μ + Σ^{1/2} z with z ~ N(0, I) drawn as one (n, d) float64 ``torch.randn`` and Σ^{1/2} =
+    V diag(√max(λ, 0)) from the eigendecomposition Σ = V diag(λ) Vᵀ, so a coordinate that never
+    varies (the digits' corner pixels) needs no jitter. Returned as (n, *data.shape[1:]) in the
+    dtype of ``data``.
+    """
+    shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+    if (not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.ndim < 2
+            or data.shape[0] < 2 or not bool(torch.isfinite(data).all())):
+        raise ValueError(f"`data` must be a finite floating tensor of shape (N, ...) with N >= 2, "
+                         f"got {shape}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10**7:
+        raise ValueError(f"`n` must be an integer in 1..10**7, got {n!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
+    flat = data.reshape(data.shape[0], -1).double()
+    d = flat.shape[1]
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T).reshape(d, d))
+    root = eigenvectors * eigenvalues.clamp(min=0).sqrt()
+    z = torch.randn(n, d, generator=generator, dtype=torch.float64, device=data.device)
+    return (flat.mean(0) + z @ root.T).to(data.dtype).reshape(n, *data.shape[1:])
