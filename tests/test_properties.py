@@ -465,6 +465,13 @@ def _hostile_calls() -> list:
         add("show", "fig", lambda v=v: pl.show(v))
     for v in (None, "png", b"GIF89a", b"\x89PNG\r\n\x1a\n" + b"\0" * 20, bytearray(b"\x89PNG")):
         add("compact_png", "data", lambda v=v: pl.compact_png(v))
+    for v in (None, "x", np.zeros((7, 2, 2)), np.zeros((2, 3, 2, 2)), np.zeros((2, 2))):
+        add("image_tiles", "images", lambda v=v: pl.image_tiles(v, 2, 3))
+    for v in (0, -1, True, 1.5, None):
+        add("image_tiles", "rows", lambda v=v: pl.image_tiles(np.zeros((1, 2, 2)), v, 3))
+        add("image_tiles", "cols", lambda v=v: pl.image_tiles(np.zeros((1, 2, 2)), 3, v))
+    for v in (None, "white", True):
+        add("image_tiles", "pad_value", lambda v=v: pl.image_tiles(np.zeros((1, 2, 2)), 1, 1, v))
     return [c for c in out if c is not None]
 
 
