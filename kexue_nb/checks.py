@@ -40,19 +40,29 @@ The table is displayed with this metadata, which the verification page and outsi
 
 Numeric evidence keeps ``estimate``, ``expected``, ``error``, ``atol``, ``rtol``; bound evidence
 keeps ``estimate`` and ``lower`` and/or ``upper``; symbolic evidence keeps the LaTeX of ``lhs``,
-``rhs`` and the ``residual``, and ``basis`` is ``"exact"``. Stored floats are rounded to
-:data:`STORED_DIGITS` significant figures (so re-execution is byte-stable), and magnitudes below
-:data:`PRINT_FLOOR` are stored as 0 (round-off, which differs between CPUs).
+``rhs`` and the ``residual``, and ``basis`` is ``"exact"``.
+
+**Stored digits follow the claim's own resolution**, so that re-execution on another CPU, whose
+round-off differs, writes the same bytes. A numeric claim's values (estimate, expected, error,
+alternatives, excesses) are stored to a tenth of the tolerance ``atol + rtol·|expected|`` of
+their entry (:data:`TOLERANCE_FIGURES`): the test cannot tell finer digits apart. A bound's are
+stored to a hundredth of its smallest nonzero threshold (:data:`THRESHOLD_FIGURES`; of the
+estimate, if every side is 0), the thresholds included. Rounding one grid is monotone, so a
+stored estimate keeps its order with a stored threshold. No float keeps more than
+:data:`STORED_DIGITS` significant figures, and computed magnitudes below :data:`PRINT_FLOOR`
+are stored as 0 (round-off). The worst entry of an array is chosen on the stored values, the
+first of equals, so entries that differ only by round-off cannot swap.
 
 Version 3 adds three rules:
 
 - **Bounded evidence.** A claim over more than :data:`SUMMARY_LIMIT` values stores a summary
   instead of its arrays: ``shape``, ``worst_index`` (the entry furthest beyond, or nearest to,
-  the tolerance or bound), ``estimate`` and ``expected`` of that entry, ``error``, and ``sha256``
-  over the rounded arrays (estimate, expected, every alternative), so that any change still shows
-  in a diff. Each alternative then stores ``excess`` (how far its worst entry lies beyond the
-  tolerance or outside the bound: positive means excluded) and ``size``, and ``value`` only if it
-  has at most :data:`SUMMARY_LIMIT` values.
+  the tolerance or bound), ``estimate`` and ``expected`` of that entry, ``error``, and
+  ``verdicts_sha256`` over every entry's verdict (the estimate passes there, each alternative is
+  rejected there), so that a change in where the claim holds shows in a diff. Each alternative
+  then stores ``excess`` (how far its worst entry lies beyond the tolerance or outside the
+  bound: positive means excluded) and ``size``, and ``value`` only if it has at most
+  :data:`SUMMARY_LIMIT` values.
 - **Numbers that a JupyterLab save leaves alone** (:func:`kexue_nb.json_numbers.js_stable`):
   an integer-valued float is written as an integer (JavaScript writes ``4.0`` as ``4``), and a
   non-finite one as the string ``"inf"``, ``"-inf"`` or ``"nan"``. Which fields are exact counts
@@ -101,6 +111,12 @@ _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 PRINT_FLOOR = 1e-10
 #: Significant figures kept for floats stored in the evidence metadata.
 STORED_DIGITS = 6
+#: Decimal places kept where a claim gives no scale (only :data:`STORED_DIGITS` then applies).
+NO_PLACES = 400
+#: A numeric claim stores its values to a tenth of its tolerance (one digit below the
+#: tolerance's leading digit), a bound to a hundredth of its threshold.
+TOLERANCE_FIGURES = 1
+THRESHOLD_FIGURES = 2
 #: The version of the metadata contract written by :meth:`Ledger.metadata`.
 LEDGER_VERSION = 3
 #: Arrays with more values than this are stored as a summary (contract version 3).
@@ -261,32 +277,71 @@ def _check_rules_out(rules_out: Any, claim_id: str, required: bool) -> dict[str,
 
 
 # -- storage -------------------------------------------------------------------------------------
-def _stored_float(x: float, computed: bool = True) -> float:
-    """``x`` rounded to :data:`STORED_DIGITS` significant figures; a ``computed`` value below
-    :data:`PRINT_FLOOR` (round-off) is stored as 0, a stated constant is kept."""
+def _places(scale: Any, finer: int) -> np.ndarray:
+    """Decimal places that resolve ``scale`` (a claim's tolerance or threshold, per entry) to
+    ``finer`` digits below its leading one: digits finer than that are below what the claim's
+    test can tell apart, and they are where round-off differs between CPUs. An entry whose scale
+    is zero or not finite gets :data:`NO_PLACES` (only :data:`STORED_DIGITS` then applies)."""
+    scale = np.abs(np.asarray(scale, dtype=float))
+    usable = np.isfinite(scale) & (scale > 0)
+    leading = np.floor(np.log10(np.where(usable, scale, 1.0)))
+    return np.where(usable, finer - leading, NO_PLACES).astype(int)
+
+
+def _stored_float(x: float, computed: bool = True, places: int = NO_PLACES) -> float:
+    """``x`` rounded to ``places`` decimal places and to at most :data:`STORED_DIGITS`
+    significant figures; a ``computed`` value below :data:`PRINT_FLOOR` (round-off) is stored
+    as 0, a stated constant is kept."""
     if not math.isfinite(x):
         return x
     if computed and abs(x) < PRINT_FLOOR:
         return 0.0
-    return float(f"{x:.{STORED_DIGITS}g}")
+    return float(f"{round(x, int(places)):.{STORED_DIGITS}g}") + 0.0  # + 0.0: no "-0.0"
 
 
-def _json_number(array: np.ndarray, integer: bool = False) -> float | int | list:
-    """``array`` for the JSON evidence: integers (counts) exact, floats rounded."""
+def _stored_values(array: np.ndarray, places: Any) -> list[float]:
+    """The entries of float ``array``, flat, each rounded as :func:`_stored_float` stores it
+    with its own ``places`` (broadcast to the array)."""
+    digits = np.broadcast_to(places, array.shape).ravel()
+    return [_stored_float(float(v), places=p) for v, p in zip(array.ravel(), digits, strict=True)]
+
+
+def _json_number(array: np.ndarray, integer: bool = False,
+                 places: Any = NO_PLACES) -> float | int | list:
+    """``array`` for the JSON evidence: integers (counts) exact, floats rounded to ``places``
+    (per entry, broadcast) and :data:`STORED_DIGITS`."""
     if integer:
         values = [int(v) for v in array.ravel()]
     else:
-        values = [_stored_float(float(v)) for v in array.ravel()]
+        values = _stored_values(array, places)
     if array.ndim == 0:
         return values[0]
     return np.asarray(values, dtype=object).reshape(array.shape).tolist()
 
 
-def _values_digest(arrays: Mapping[str, np.ndarray]) -> str:
-    """sha256 of the named arrays as stored (rounded): a change in any value shows in a diff."""
-    rounded = {name: _json_number(array) for name, array in arrays.items()}
-    text = json.dumps(js_stable(rounded), sort_keys=True, separators=(",", ":"))
+def _verdicts_digest(verdicts: Mapping[str, np.ndarray]) -> str:
+    """sha256 of each entry's verdict (the estimate passes there; an alternative is rejected
+    there): a change in which entries pass shows in a diff, round-off in passing values does
+    not (a digest of the values themselves would change on another CPU whenever any one of
+    hundreds of entries sits at a rounding boundary)."""
+    bits = {name: np.asarray(v, dtype=bool).astype(int).ravel().tolist()
+            for name, v in verdicts.items()}
+    text = json.dumps(bits, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _places_of(array: np.ndarray, places: np.ndarray) -> Any:
+    """``places`` for ``array``'s own shape: as they are where they broadcast to it, else the
+    finest of them (a scalar compared with an array)."""
+    if np.broadcast_shapes(array.shape, places.shape) == array.shape:
+        return places
+    return int(np.max(places))
+
+
+def _worst(values: np.ndarray, places: Any) -> int:
+    """The flat index of the largest of ``values`` as stored (rounded to ``places``), the
+    first of equals: entries that differ only by round-off cannot swap between CPUs."""
+    return int(np.argmax(_stored_values(values, places))) if values.ndim else 0
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> list[int]:
@@ -502,49 +557,61 @@ class Ledger:
                 "alternatives' shapes must broadcast together"
             ) from exc
         excess = err - allowed
-        worst = int(np.argmax(excess)) if excess.ndim else 0
+        places = _places(allowed, TOLERANCE_FIGURES)  # a tenth of each entry's tolerance
+        worst = _worst(excess, places)
         worst_err = float(np.ravel(err)[worst])
         counts = est_int and exp_int
         passed = bool(np.all(np.isfinite(est)) and np.all(excess <= 0))
 
+        def alt_places(alt: np.ndarray) -> np.ndarray:
+            """A tenth of the tolerance the test gives the alternative, per entry."""
+            return _places(atol + rtol * np.abs(alt), TOLERANCE_FIGURES)
+
         def alt_excess(alt: np.ndarray) -> float:
-            """How far the alternative's worst entry lies beyond the tolerance (> 0: excluded)."""
-            return float(np.max(np.abs(est - alt) - (atol + rtol * np.abs(alt))))
+            """How far the alternative's worst entry lies beyond the tolerance (> 0: excluded),
+            as stored."""
+            beyond = np.abs(est - alt) - (atol + rtol * np.abs(alt))
+            digits = np.broadcast_to(alt_places(alt), beyond.shape)
+            at = _worst(beyond, digits)
+            return _stored_float(float(beyond.ravel()[at]), places=digits.ravel()[at])
 
         large = _is_large(est, exp, *(alt for alt, _ in alternatives.values()))
         ruled = []
         for label, (alt, alt_int) in alternatives.items():
             entry: dict[str, Any] = {"label": label}
             if large:
-                entry["excess"] = _stored_float(alt_excess(alt))
+                entry["excess"] = alt_excess(alt)
                 entry["size"] = int(alt.size)
             if alt.size <= SUMMARY_LIMIT:
-                entry["value"] = _json_number(alt, alt_int)
+                entry["value"] = _json_number(alt, alt_int, alt_places(alt))
                 if alt_int:
                     entry["integer"] = True
             entry["excluded"] = bool(np.any(np.abs(est - alt) > atol + rtol * np.abs(alt)))
             ruled.append(entry)
         shape = np.broadcast_shapes(est.shape, exp.shape)
+        places = np.broadcast_to(places, shape)
         if large:
             flat_est, flat_exp = (np.broadcast_to(a, shape).ravel() for a in (est, exp))
             evidence: dict[str, Any] = {
                 "shape": list(shape),
                 "worst_index": _index(worst, shape),
-                "estimate": _json_number(flat_est[worst], est_int),
-                "expected": _json_number(flat_exp[worst], exp_int),
-                "sha256": _values_digest({
-                    "estimate": est, "expected": exp,
-                    **{f"rules_out:{label}": alt for label, (alt, _) in alternatives.items()}}),
+                "estimate": _json_number(flat_est[worst], est_int, places.ravel()[worst]),
+                "expected": _json_number(flat_exp[worst], exp_int, places.ravel()[worst]),
+                "verdicts_sha256": _verdicts_digest({
+                    "estimate": np.isfinite(est) & (excess <= 0),
+                    **{f"rules_out:{label}": np.abs(est - alt) > atol + rtol * np.abs(alt)
+                       for label, (alt, _) in alternatives.items()}}),
             }
         else:
-            evidence = {"estimate": _json_number(est, est_int),
-                        "expected": _json_number(exp, exp_int)}
+            evidence = {"estimate": _json_number(est, est_int, _places_of(est, places)),
+                        "expected": _json_number(exp, exp_int, _places_of(exp, places))}
         integers = [name for name, flag in
                     (("estimate", est_int), ("expected", exp_int), ("error", counts)) if flag]
         if integers:  # exact counts, printed as integers (JSON alone cannot tell 4 from 4.0)
             evidence["integers"] = integers
         evidence.update({
-            "error": int(worst_err) if counts else _stored_float(worst_err),
+            "error": (int(worst_err) if counts
+                      else _stored_float(worst_err, places=places.ravel()[worst])),
             "atol": _stored_float(atol, computed=False),
             "rtol": _stored_float(rtol, computed=False),
             "basis": basis,
@@ -610,38 +677,46 @@ class Ledger:
                 out = np.maximum(out, values - sides["upper"])
             return np.where(np.isfinite(values), out, np.inf)
 
+        # A hundredth of the smallest nonzero threshold (of the estimate, if every side is 0).
+        scale = min((abs(v) for v in sides.values() if v != 0),
+                    default=float(np.max(np.abs(est), initial=0, where=np.isfinite(est))))
+        places = int(_places(scale, THRESHOLD_FIGURES))
         large = _is_large(est, *(alt for alt, _ in alternatives.values()))
         ruled = []
         for label, (alt, alt_int) in alternatives.items():
             entry: dict[str, Any] = {"label": label}
             if large:
-                entry["excess"] = _stored_float(float(np.max(violation(alt))))
+                beyond = violation(alt)
+                entry["excess"] = _stored_float(float(beyond.ravel()[_worst(beyond, places)]),
+                                                places=places)
                 entry["size"] = int(alt.size)
             if alt.size <= SUMMARY_LIMIT:
-                entry["value"] = _json_number(alt, alt_int)
+                entry["value"] = _json_number(alt, alt_int, places)
                 if alt_int:
                     entry["integer"] = True
             entry["excluded"] = bool(not np.all(inside(alt)))
             ruled.append(entry)
         if large:
-            worst = int(np.argmax(violation(est))) if est.ndim else 0
+            worst = _worst(violation(est), places)
             evidence: dict[str, Any] = {
                 "shape": list(est.shape),
                 "worst_index": _index(worst, est.shape),
-                "estimate": _json_number(est.ravel()[worst], est_int),
-                "sha256": _values_digest({
-                    "estimate": est,
-                    **{f"rules_out:{label}": alt for label, (alt, _) in alternatives.items()}}),
+                "estimate": _json_number(est.ravel()[worst], est_int, places),
+                "verdicts_sha256": _verdicts_digest({
+                    "estimate": inside(est),
+                    **{f"rules_out:{label}": ~inside(alt)
+                       for label, (alt, _) in alternatives.items()}}),
                 "basis": basis,
             }
         else:
-            evidence = {"estimate": _json_number(est, est_int), "basis": basis}
+            evidence = {"estimate": _json_number(est, est_int, places), "basis": basis}
         integers = ["estimate"] if est_int else []
         for name in ("lower", "upper"):
             if name in sides:
                 value = lower if name == "lower" else upper
                 exact = isinstance(value, int | np.integer)
-                evidence[name] = int(value) if exact else sides[name]
+                evidence[name] = (int(value) if exact
+                                  else _stored_float(sides[name], computed=False, places=places))
                 integers += [name] if exact else []
         if integers:  # exact counts, printed as integers (JSON alone cannot tell 4 from 4.0)
             evidence["integers"] = integers

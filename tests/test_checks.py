@@ -299,6 +299,56 @@ def test_stored_floats_are_rounded_and_round_off_is_zero(ledger):
     assert claim.evidence["estimate"] == 0.333333
 
 
+def _stored(claim):
+    return json.dumps(claim.to_json(), sort_keys=True)
+
+
+def test_numeric_values_are_stored_to_a_tenth_of_the_tolerance(ledger):
+    claim = ledger.numeric("t", "t", 0.0811466, 0.0812, atol=1e-3, basis="b",
+                           rules_out={"rival": 0.0851234})
+    ev = claim.evidence
+    assert (ev["estimate"], ev["expected"], ev["error"]) == (0.0811, 0.0812, 0.0001)
+    assert ev["rules_out"][0]["value"] == 0.0851
+    # rtol: per entry, a tenth of atol + rtol·|expected|
+    claim = ledger.numeric("r", "r", [1.23456, 123.456], [1.23, 123.4], rtol=1e-2, basis="b",
+                           rules_out={"x": [2.0, 200.0]})
+    assert claim.evidence["estimate"] == [1.235, 123.5]
+
+
+def test_round_off_drift_leaves_the_stored_claim_unchanged():
+    """Another CPU's round-off (float32-sized, 1e-7 relative) does not reach the stored digits,
+    for arrays too (summary, digest and worst entry); a change at the tolerance's scale does."""
+    rng = np.random.default_rng(0)
+    est = rng.normal(size=200)
+    exact = est + 1e-17  # every error is round-off: the worst entry must not follow the noise
+
+    def record(drift):
+        book = Ledger("drift")
+        noisy = est * (1 + drift * rng.normal(size=est.shape))
+        book.numeric("n", "n", noisy, exact, atol=1e-4, basis="b", rules_out={"x": exact + 1})
+        book.numeric("s", "s", float(noisy[0]) * 1e-3, 0.0, atol=1e-3, basis="b",
+                     rules_out={"x": 1.0})
+        book.bound("b", "b", np.abs(noisy) + 16.3, lower=16.30023085682751 * (1 + drift),
+                   basis="b", rules_out={"x": np.full(200, 1.0)})
+        return [_stored(c) for c in book.claims]
+
+    assert record(0.0) == record(1e-7) == record(-1e-7)
+    assert record(0.0)[0] != record(2e-5)[0]  # a fifth of the tolerance: seen
+
+
+def test_bound_values_are_stored_to_a_hundredth_of_the_threshold(ledger):
+    claim = ledger.bound("u", "u", 9.7582e-05, upper=1e-3, basis="b", rules_out={"x": 0.0123})
+    assert claim.evidence["estimate"] == 0.0001 and claim.evidence["upper"] == 0.001
+    claim = ledger.bound("l", "l", 16.987, lower=16.30023085682751, basis="b",
+                         rules_out={"x": 12.345})
+    ev = claim.evidence
+    assert (ev["estimate"], ev["lower"], ev["rules_out"][0]["value"]) == (17.0, 16.3, 12.3)
+    claim = ledger.bound("z", "z", -0.806317, upper=0, basis="b", rules_out={"x": 0.5})
+    assert claim.evidence["estimate"] == -0.806  # all sides 0: the estimate's own scale
+    claim = ledger.bound("i", "i", 0.95312, lower=0.9531, basis="b", rules_out={"x": 0.5})
+    assert claim.evidence["estimate"] >= claim.evidence["lower"]  # rounding keeps the order
+
+
 def test_table_displays_blocks_plain_and_metadata(ledger, monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append((a, k)))
@@ -409,9 +459,8 @@ def test_large_numeric_array_is_stored_as_a_summary(ledger):
                            rules_out={"shifted": est + 0.01, "scalar rival": 2.0})
     ev = claim.evidence
     assert "shape" in ev and ev["shape"] == [1000] and ev["worst_index"] == [617]
-    assert ev["estimate"] == pytest.approx(est[617], rel=1e-6)
-    assert ev["expected"] == pytest.approx(exp[617], rel=1e-6)
-    assert ev["error"] == pytest.approx(0.003, rel=1e-5)
+    # stored to a tenth of the tolerance (5e-4): 4 decimal places
+    assert ev["estimate"] == 0.6176 and ev["expected"] == 0.6206 and ev["error"] == 0.003
     shifted, scalar = ev["rules_out"]
     assert shifted["excess"] == pytest.approx(0.005, rel=1e-4) and shifted["size"] == 1000
     assert "value" not in shifted and scalar["value"] == 2.0
@@ -419,15 +468,19 @@ def test_large_numeric_array_is_stored_as_a_summary(ledger):
     assert evidence_summary(claim.to_json()).startswith("1000 values; error 0.003")
 
 
-def test_summary_digest_changes_with_any_value(ledger):
+def test_summary_digest_changes_with_where_the_claim_holds(ledger):
     est = np.linspace(0.0, 1.0, 100)
-    first = ledger.numeric("a", "s", est, est, atol=1e-3, basis="b", rules_out={"x": est + 1})
-    est2 = est.copy()
-    est2[3] += 1e-4  # within the tolerance, invisible in the worst entry
-    second = ledger.numeric("b", "s", est2, est, atol=1e-3, basis="b", rules_out={"x": est + 1})
-    assert first.evidence["sha256"] != second.evidence["sha256"]
-    third = ledger.numeric("c", "s", est, est, atol=1e-3, basis="b", rules_out={"x": est + 1})
-    assert first.evidence["sha256"] == third.evidence["sha256"]
+    rival = est + 2e-3 * (np.arange(100) % 2)  # rejected at the odd entries only
+
+    def digest(claim_id, estimate, alternative):
+        return ledger.numeric(claim_id, "s", estimate, est, atol=1e-3, basis="b",
+                              rules_out={"x": alternative}).evidence["verdicts_sha256"]
+
+    first = digest("a", est, rival)
+    assert first == digest("b", est * (1 + 1e-7), rival)  # round-off: the same
+    moved = rival.copy()
+    moved[2] += 2e-3  # now rejected at entry 2 too, invisible in the worst entry
+    assert first != digest("c", est, moved)
 
 
 def test_small_arrays_stay_whole(ledger):
