@@ -69,7 +69,7 @@ def test_train_resume_and_sample_with_guidance(tmp_path, capsys):
     assert ck.step == 20 and ck.model_config["num_classes"] == 8
     loss = np.load(out / "loss.npz")
     assert loss["steps"].tolist() == [5, 10, 15, 20] and np.isfinite(loss["loss"]).all()
-    assert "trained 20 steps" in capsys.readouterr().out
+    assert "trained 10 steps (resumed at step 10, now at 20)" in capsys.readouterr().out
 
     assert main(["sample", "--checkpoint", str(out), "--n", "64", "--sampler", "ddim",
                  "--steps", "5", "--label", "2", "--w", "1.5", "--no-progress",
@@ -83,9 +83,15 @@ def test_train_resume_and_sample_with_guidance(tmp_path, capsys):
                  "--sampler", "ddpm", "--variance", "posterior", "--seed", "3", "--out",
                  str(folder), "--no-progress", "--device", "cpu"]) == 0
     a = np.load(folder / "samples.npz")["x"]
-    assert main(["sample", "--checkpoint", str(out), "--n", "16", "--sampler", "ddpm",
-                 "--variance", "posterior", "--seed", "3", "--out", str(folder),
-                 "--no-progress", "--device", "cpu"]) == 0
+    again = ["sample", "--checkpoint", str(out), "--n", "16", "--sampler", "ddpm",
+             "--variance", "posterior", "--seed", "3", "--out", str(folder),
+             "--no-progress", "--device", "cpu"]
+    before = (folder / "samples.npz").stat().st_mtime_ns
+    with pytest.raises(SystemExit) as refused:  # samples of an earlier call are kept
+        main(again)
+    assert refused.value.code == 2 and (folder / "samples.npz").stat().st_mtime_ns == before
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*again, "--overwrite"]) == 0
     np.testing.assert_array_equal(np.load(folder / "samples.npz")["x"], a)  # seeded
 
 
@@ -180,7 +186,7 @@ def test_classifier_train_resume_and_classifier_guidance(tmp_path, capsys, monke
     for name, value in once.model_state.items():
         torch.testing.assert_close(resumed.model_state[name], value, rtol=0, atol=0)
     assert np.load(clf / "loss.npz")["steps"].tolist() == [5, 10, 15, 20]
-    assert "trained 20 steps" in capsys.readouterr().out
+    assert "trained 10 steps (resumed at step 10, now at 20)" in capsys.readouterr().out
 
     for sampler in ("ddim", "ddpm"):
         runs = {}
@@ -194,7 +200,7 @@ def test_classifier_train_resume_and_classifier_guidance(tmp_path, capsys, monke
             assert (s["y"] == 3).all()
             runs[gamma] = s["x"]
         assert main(_sample_argv(model, "--sampler", sampler, "--out",
-                                 str(tmp_path / "plain"))) == 0
+                                 str(tmp_path / "plain"), "--overwrite")) == 0
         plain = np.load(tmp_path / "plain" / "samples.npz")["x"]
         np.testing.assert_allclose(runs["0"], plain, rtol=0, atol=1e-6)  # γ = 0: unguided
         assert np.abs(runs["2"] - plain).max() > 1e-3
@@ -263,9 +269,49 @@ def test_digits_mlp_samples_draw_as_an_image_grid(tmp_path):
     for with_run_json in (True, False):
         if not with_run_json:
             (out / "run.json").unlink()
-        assert main(_sample_argv(out, "--n", "9", "--steps", "2")) == 0
+        assert main(_sample_argv(out, "--n", "9", "--steps", "2", "--overwrite")) == 0
         x = np.load(out / "samples.npz")["x"]
         assert x.shape == (9, 64)
         png = (out / "samples.png").read_bytes()
         assert png == _grid_png(x.reshape(9, 1, 8, 8))
         assert imread(out / "samples.png").ndim == 3
+
+
+def test_train_refuses_an_earlier_run_unless_resumed_or_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", "moons", "--steps", "6", "--checkpoint-every", "0",
+            "--out", str(out), *TINY]
+    assert main(args) == 0
+    (out / "samples.png").write_bytes(b"an earlier sample grid")
+    capsys.readouterr()
+    for extra in ([], ["--allow-change", "lr"]):  # a forgotten --resume loses nothing
+        with pytest.raises(SystemExit) as refused:
+            main([*args[:4], "2", *args[5:], *extra])
+        assert refused.value.code == 2
+        assert load_checkpoint(out / CHECKPOINT_NAME).step == 6
+    err = capsys.readouterr().err
+    assert "holds an earlier run (checkpoint.safetensors, loss.npz, run.json, samples.png)" in err
+    assert "pass --resume to continue it or --overwrite to replace it" in err
+    with pytest.raises(SystemExit):
+        main([*args, "--resume", "--overwrite"])
+    assert "exclude each other" in capsys.readouterr().err
+    # --overwrite starts afresh and leaves no file of the earlier run beside the new model
+    assert main([*args[:4], "2", *args[5:], "--overwrite"]) == 0
+    assert load_checkpoint(out / CHECKPOINT_NAME).step == 2 and not (out / "samples.png").exists()
+    assert "trained 2 steps on cpu" in capsys.readouterr().out
+
+
+def test_resume_says_where_it_starts(tmp_path, capsys):
+    out = tmp_path / "typo"
+    args = ["train", "--data", "moons", "--steps", "4", "--checkpoint-every", "0",
+            "--out", str(out), *TINY, "--resume"]
+    assert main(args) == 0  # nothing to resume: said in one line, then a run from step 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"--resume: no checkpoint in {str(out)!r}, so this run starts at step 0"
+    assert lines[1].startswith("trained 4 steps on cpu")
+    assert main([*args[:4], "6", *args[5:]]) == 0
+    assert capsys.readouterr().out.startswith("trained 2 steps (resumed at step 4, now at 6)")
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SystemExit):
+        main([*args[:8], str(tmp_path / "file"), *args[9:]])
+    assert "`--out` must be a folder" in capsys.readouterr().err

@@ -52,6 +52,11 @@ DATASETS = ("moons", "eight-gaussians", "swiss-roll", "mixture", "digits")
 SCHEDULES = ("su", "linear", "cosine")
 
 
+#: What ``train`` and ``sample`` write into a run's folder.
+SAMPLE_FILES = ("samples.npz", "samples.png")
+RUN_FILES = (CHECKPOINT_NAME, "loss.npz", "run.json", *SAMPLE_FILES)
+
+
 def _mixture():
     from .data import LabelledMixture
 
@@ -149,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "math-thread count (torch.get_num_threads, OMP_NUM_THREADS) resumes "
                          "with a warning, as "
                          "the result is then not bit-identical to an uninterrupted run")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="start a new run in OUT although it holds one: the files of that run "
+                         f"({', '.join(RUN_FILES)}) are deleted first; without it (or "
+                         "--resume) such an OUT is refused")
     tr.add_argument("--allow-change", action="append", default=[],
                     choices=OVERRIDABLE_SETTINGS, metavar="SETTING",
                     help="with --resume: continue although SETTING differs from the "
@@ -188,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
     sa.add_argument("--raw", action="store_true", help="use the raw weights instead of EMA")
     sa.add_argument("--out", default=None, help="output folder (default: the checkpoint's)")
+    sa.add_argument("--overwrite", action="store_true",
+                    help="replace samples.npz and samples.png if the output folder holds them "
+                         "(without it they are refused)")
     sa.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -254,13 +266,40 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
     return trainer
 
 
-def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
+def previous_run(out: Path) -> list[Path]:
+    """The files of an earlier run in ``out`` (those of :data:`RUN_FILES` that exist)."""
+    return [out / name for name in RUN_FILES if (out / name).exists()]
+
+
+def _claim_out(args: argparse.Namespace) -> list[Path]:
+    """Check ``--out`` against ``--resume``/``--overwrite`` before anything is written, and
+    return the earlier run's files that ``--overwrite`` is to delete."""
     if args.allow_change and not args.resume:
         raise ValueError("`--allow-change` applies only with `--resume`")
+    if args.resume and args.overwrite:
+        raise ValueError("`--resume` and `--overwrite` exclude each other: continue the run in "
+                         "--out, or replace it")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`--out` must be a folder, got the file {str(out)!r}")
+    found = previous_run(out)
+    if found and not (args.resume or args.overwrite):
+        names = ", ".join(p.name for p in found)
+        raise ValueError(f"`--out` {str(out)!r} holds an earlier run ({names}); pass --resume "
+                         "to continue it or --overwrite to replace it")
+    return found if args.overwrite else []
+
+
+def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
+    stale = _claim_out(args)
+    out = Path(args.out)
+    trainer = build_trainer(args)   # all input checked before a file is touched
     if main_rank:
+        for path in stale:
+            path.unlink()
         out.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(args)
+        if args.resume and not trainer.checkpoint_path.exists():
+            print(f"--resume: no checkpoint in {str(out)!r}, so this run starts at step 0")
     model = trainer.model
     result = trainer.train(resume=args.resume, allow_changes=args.allow_change)
     if not main_rank:   # rank 0 alone reports and writes
@@ -272,7 +311,10 @@ def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
         {"data": args.data, "n": args.n, "schedule": args.schedule, "T": args.T,
          "model": type(model).__name__, "config": model.config}, indent=1) + "\n")
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-    print(f"trained {result.final_step} steps on {trainer.device.type}{ranks} "
+    done = result.final_step - result.start_step
+    span = (f"{done} steps (resumed at step {result.start_step}, now at {result.final_step})"
+            if result.start_step else f"{done} steps")
+    print(f"trained {span} on {trainer.device.type}{ranks} "
           f"({result.steps_per_second:.1f} steps/s); last loss {last}; "
           f"checkpoint {trainer.checkpoint_path}")
     return 0
@@ -348,6 +390,11 @@ def _sample(args: argparse.Namespace) -> int:
                          "classifier guidance or classifier-free guidance")
     if args.classifier is not None and args.label is None:
         raise ValueError("`--classifier` needs `--label` (guidance steers towards a class)")
+    folder = Path(args.out) if args.out else path.parent
+    taken = [name for name in SAMPLE_FILES if (folder / name).exists()]
+    if taken and not args.overwrite:
+        raise ValueError(f"{str(folder)!r} holds {' and '.join(taken)} already; pass "
+                         "--overwrite to replace them or --out to write elsewhere")
     gamma = 1.0 if args.gamma is None else args.gamma
     if not 0 <= gamma < float("inf"):
         raise ValueError(f"`--gamma` must be a finite number >= 0, got {args.gamma}")
@@ -390,7 +437,6 @@ def _sample(args: argparse.Namespace) -> int:
     else:
         out = ddim_sample(model, schedule, shape, steps=args.steps, eta=args.eta, **common)
     x = out.x.float().cpu().numpy()
-    folder = Path(args.out) if args.out else path.parent
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {"x": x} if y is None else {"x": x, "y": y.cpu().numpy()}
     np.savez(folder / "samples.npz", **arrays)

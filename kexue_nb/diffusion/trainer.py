@@ -165,6 +165,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
     final_step: int = 0
+    start_step: int = 0                 # the step this call began at (> 0 after a resume)
     seconds: float = 0.0                # wall-clock time of this call of `train`
     steps_per_second: float = 0.0       # steps of this call / seconds
 
@@ -459,7 +460,8 @@ class Trainer:
         seconds = time.perf_counter() - t0
         done = self.step - start
         return TrainResult(steps=list(self.history.steps), losses=list(self.history.losses),
-                           lrs=list(self.history.lrs), final_step=self.step, seconds=seconds,
+                           lrs=list(self.history.lrs), final_step=self.step, start_step=start,
+                           seconds=seconds,
                            steps_per_second=done / seconds if seconds > 0 else 0.0)
 
     # ----------------------------------------------------------------------------------
