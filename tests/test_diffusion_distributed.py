@@ -184,7 +184,8 @@ def test_torchrun_resumes_the_killed_two_rank_run(runs):
     res = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
                          timeout=240)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert res.stdout.count("trained 12 steps on cpu × 2 ranks") == 1     # rank 0 only
+    report = "trained 6 steps (resumed at step 6, now at 12) on cpu × 2 ranks"
+    assert res.stdout.count(report) == 1  # rank 0 only
     ck, full = load_checkpoint(cut / CHECKPOINT_NAME), load(runs / "full-0.pt")
     assert ck.step == 12
     for k in full["model"]:   # bit for bit: same world size, and a 2-term sum is commutative
