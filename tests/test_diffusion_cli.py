@@ -315,3 +315,4 @@ def test_resume_says_where_it_starts(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*args[:8], str(tmp_path / "file"), *args[9:]])
     assert "`--out` must be a folder" in capsys.readouterr().err
+

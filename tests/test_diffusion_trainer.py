@@ -29,6 +29,7 @@ from kexue_nb.diffusion.trainer import (
     TrainConfig,
     Trainer,
     TrainResult,
+    ema_decay_at,
     lr_factor,
     resolve_device,
     resolve_precision,
@@ -182,16 +183,34 @@ def test_training_lowers_the_loss():
     assert result.losses[-1] < 0.8 * result.losses[0]
 
 
-def test_ema_is_torch_exponential_average():
+def test_ema_is_a_warmed_up_exponential_average():
     x, _ = data()
-    trainer = Trainer(model(), SCHEDULE, x, config=config(ema_decay=0.9))
+    trainer = Trainer(model(), SCHEDULE, x, config=config(ema_decay=0.9, steps=90))
     trainer.train(stop_at=1)   # first update copies the weights
     assert same_weights(trainer.ema_model, trainer.model)
-    ema_before = [p.clone() for p in trainer.ema_model.parameters()]
-    trainer.train(stop_at=2)
-    for e0, e1, w in zip(ema_before, trainer.ema_model.parameters(), trainer.model.parameters(),
-                         strict=True):
-        torch.testing.assert_close(e1, 0.9 * e0 + 0.1 * w, rtol=1e-6, atol=1e-7)
+    for stop, decay in ((2, 2 / 11), (85, 0.9)):  # min(0.9, (1+n)/(10+n)) after n updates
+        trainer.train(stop_at=stop - 1)
+        ema_before = [p.clone() for p in trainer.ema_model.parameters()]
+        trainer.train(stop_at=stop)
+        assert ema_decay_at(0.9, stop - 1) == pytest.approx(decay)
+        for e0, e1, w in zip(ema_before, trainer.ema_model.parameters(),
+                             trainer.model.parameters(), strict=True):
+            torch.testing.assert_close(e1, decay * e0 + (1 - decay) * w, rtol=1e-6, atol=1e-7)
+
+
+def test_a_short_run_ema_is_not_its_first_step():
+    """Issue: with a fixed decay of 0.999 a 100-step run's EMA still weighs the first step's
+    (nearly initial) weights by 0.999^99 ≈ 0.91, so it sampled garbage; warmed up, that weight
+    is 10!·100!/109! ≈ 2e-12 and the EMA lies near the trained weights."""
+    x, _ = data(512)
+    trainer = Trainer(model(), SCHEDULE, x, config=config(steps=100, ema_decay=0.999))
+    trainer.train(stop_at=1)
+    first = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
+    trainer.train()
+    raw, ema = (torch.cat([p.detach().flatten() for p in m.parameters()])
+                for m in (trainer.model, trainer.ema_model))
+    # fixed decay: ≈ 0.91 of the way back to the first step; warmed up: near the end
+    assert float((ema - raw).norm() / (first - raw).norm()) < 0.5
 
 
 def test_gradient_clipping_bounds_the_norm():

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from . import distributed as _dist
@@ -154,6 +154,29 @@ class TrainConfig:
             self.out_dir = os.fspath(self.out_dir)
         if self.checkpoint_every > 0 and self.out_dir is None:
             raise ValueError("`out_dir` must be set when `checkpoint_every` > 0")
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay of the update that follows ``updates`` earlier ones:
+    ``min(decay, (1 + n) / (10 + n))``, the warm-up of diffusers' ``EMAModel`` (and of
+    TensorFlow's ``ExponentialMovingAverage`` given ``num_updates``). With a fixed 0.999 the
+    average of a 200-step run would still weigh the first step's (nearly initial) weights by
+    0.999¹⁹⁹ ≈ 0.82; warmed up, that weight is ∏ₖ₌₁ⁿ⁻¹ (1+k)/(10+k) = 10!·n!/(n+9)! (10⁻⁶ at
+    n = 20), and the decay reaches ``decay`` after (10·decay − 1)/(1 − decay) updates (8 990
+    for 0.999)."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+def _warm_ema(decay: float):
+    """``AveragedModel``'s ``multi_avg_fn`` for an EMA warmed up by :func:`ema_decay_at`."""
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
+        d = ema_decay_at(decay, int(n_averaged))
+        if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:  # integer buffers: as torch's get_ema_multi_avg_fn treats them
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1 - d))
+    return update
 
 
 @dataclass
@@ -311,7 +334,7 @@ class Trainer:
         warmup, total = config.warmup_steps, config.steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, warmup, total))
-        self._ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+        self._ema = AveragedModel(self.model, multi_avg_fn=_warm_ema(config.ema_decay),
                                   use_buffers=True)
         # AveragedModel compares its counter with 0 on every update: keep it on the CPU so that
         # the comparison never waits for the GPU.
