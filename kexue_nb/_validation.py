@@ -8,6 +8,21 @@ from typing import Any
 
 import numpy as np
 
+#: Longest ``repr`` an error message quotes; longer values are described by type and shape.
+QUOTE_LIMIT = 80
+
+
+def described(value: Any) -> str:
+    """``value`` for an error message: an array or tensor by its type, shape and dtype (its
+    values could run to thousands of characters), anything else by a ``repr`` of at most
+    :data:`QUOTE_LIMIT` characters."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        kind = type(value)
+        return (f"a {kind.__module__.split('.')[0]}.{kind.__name__} of shape "
+                f"{tuple(value.shape)} and dtype {value.dtype}")
+    text = repr(value)
+    return text if len(text) <= QUOTE_LIMIT else f"{text[:QUOTE_LIMIT - 1]}…"
+
 
 def _is_complex(value: Any) -> bool:
     if hasattr(value, "is_complex") and callable(value.is_complex):  # a torch tensor
@@ -74,7 +89,8 @@ def real_array(value: Any, name: str, finite: bool = False) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"`{name}` must be a real number or array, got {value!r}") from exc
+        raise ValueError(f"`{name}` must be a real number or array, got {described(value)}"
+                         ) from exc
     if np.isnan(array).any():
         raise ValueError(f"`{name}` must not contain NaN")
     if finite and not np.isfinite(array).all():

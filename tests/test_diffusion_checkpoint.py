@@ -436,14 +436,14 @@ def test_hand_built_checkpoint_objects_are_refused_without_change(base, tmp_path
 # --------------------------------------------------------------------------------------
 # Item 3: resume refuses changed settings
 @pytest.mark.parametrize(("change", "message"), [
-    (["--schedule", "cosine"], "setting `schedule` = 'linear', this run has 'cosine'"),
-    (["--T", "30"], "setting `T` = 20, this run has 30"),
-    (["--width", "8"], "setting `width` = 16, this run has 8"),
-    (["--n", "65"], "setting `n` = 64, this run has 65"),
-    (["--seed", "1"], "setting `seed` = 0, this run has 1"),
-    (["--lr", "0.002"], "`lr` = 0.001, this run has 0.002; pass allow_changes"),
-    (["--batch-size", "8"], "`batch_size` = 16, this run has 8"),
-    (["--ema-decay", "0.99"], "`ema_decay` = 0.999, this run has 0.99"),
+    (["--schedule", "cosine"], "setting `--schedule` = 'linear', this run has 'cosine'"),
+    (["--T", "30"], "setting `--T` = 20, this run has 30"),
+    (["--width", "8"], "setting `--width` = 16, this run has 8"),
+    (["--n", "65"], "setting `--n` = 64, this run has 65"),
+    (["--seed", "1"], "setting `--seed` = 0, this run has 1"),
+    (["--lr", "0.002"], "`--lr` = 0.001, this run has 0.002; pass allow_changes"),
+    (["--batch-size", "8"], "`--batch-size` = 16, this run has 8"),
+    (["--ema-decay", "0.99"], "`--ema-decay` = 0.999, this run has 0.99"),
 ])
 def test_cli_resume_refuses_changed_settings(base, tmp_path, capsys, change, message):
     (tmp_path / CHECKPOINT_NAME).write_bytes(base)
@@ -630,7 +630,8 @@ def test_resume_on_another_thread_count_warns(base, tmp_path):
     old = torch.get_num_threads()
     torch.set_num_threads(recorded + 1)
     try:
-        with pytest.warns(RuntimeWarning, match=f"written with {recorded} math threads"):
+        with pytest.warns(RuntimeWarning, match=f"written with {recorded} math threads.*"
+                                                f"OMP_NUM_THREADS={recorded}"):
             tr.restore(path)
     finally:
         torch.set_num_threads(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -109,10 +110,13 @@ def test_digits_unet_train_and_grid(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "--data", "moons", "--conditional"], "`--conditional` needs a labelled set"),
-    (["train", "--batch-size", "0"], "`batch_size` must be an integer >= 1"),
+    (["train", "--batch-size", "0"], "`--batch-size` must be an integer >= 1"),  # as typed
+    (["train", "--grad-clip", "0"], "`--grad-clip` must be a positive number or None"),
+    (["train", "--grad-clip", "tight"], "--grad-clip: must be a number or 'none', got 'tight'"),
+    (["train", "--weight-decay", "-1"], "`--weight-decay` must be a number >= 0"),
     (["train", "--precision", "fp8"], "invalid choice: 'fp8'"),
     (["train", "--data", "circles"], "invalid choice: 'circles'"),
-    (["train", "--device", "tpu"], "`device` must be 'auto' or a torch device"),
+    (["train", "--device", "tpu"], "`--device` must be 'auto' or a torch device"),
     (["train", "--model", "unet8", "--data", "moons"], "`--model unet8` needs image data"),
     (["train", "--dist-timeout", "0"], "`--dist-timeout` must be a positive number of seconds"),
 ])
@@ -127,7 +131,7 @@ def test_sample_bad_input(tmp_path, capsys):
     out = tmp_path / "run"
     main(["train", "--data", "moons", "--steps", "1", "--out", str(out), *TINY])
     for argv, message in [
-        (["--label", "0"], "`--label` must lie in 0..-1"),
+        (["--label", "0"], "`--label` needs a conditional model (trained with --conditional)"),
         (["--w", "2"], "`--w` needs `--label`"),
         (["--n", "0"], "`--n` must be >= 1"),
     ]:
@@ -308,11 +312,34 @@ def test_resume_says_where_it_starts(tmp_path, capsys):
     assert main(args) == 0  # nothing to resume: said in one line, then a run from step 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"--resume: no checkpoint in {str(out)!r}, so this run starts at step 0"
-    assert lines[1].startswith("trained 4 steps on cpu")
+    assert lines[1:] and lines[-1].startswith("trained 4 steps on cpu")
     assert main([*args[:4], "6", *args[5:]]) == 0
-    assert capsys.readouterr().out.startswith("trained 2 steps (resumed at step 4, now at 6)")
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("trained 2 steps (resumed at step 4, now at 6)")
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(SystemExit):
         main([*args[:8], str(tmp_path / "file"), *args[9:]])
     assert "`--out` must be a folder" in capsys.readouterr().err
 
+
+
+def test_no_progress_logs_a_line_every_log_every_steps(tmp_path, capsys):
+    assert main(["train", "--data", "moons", "--steps", "10", "--checkpoint-every", "0",
+                 "--out", str(tmp_path / "r"), *TINY]) == 0  # TINY: --log-every 5
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["step 5/10", "step 10/10"]
+    assert lines[-1].startswith("trained 10 steps")
+
+
+def test_help_names_no_empty_default_and_run_json_counts_the_points(tmp_path, capsys):
+    for command in ("train", "sample"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: 2000)" in subprocess.run(  # TrainConfig's own defaults
+        [sys.executable, "-m", "kexue_nb.diffusion", "train", "--help"], capture_output=True,
+        text=True, check=True).stdout.replace("\n", " ")
+    assert main(["train", "--data", "digits", "--model", "mlp", "--steps", "1",
+                 "--checkpoint-every", "0", "--out", str(tmp_path / "d"), *TINY]) == 0
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["n"] == 1797

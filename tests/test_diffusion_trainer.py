@@ -9,6 +9,7 @@ import shutil
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -262,6 +263,10 @@ def test_trainer_bad_input():
         Trainer(model(num_classes=3), SCHEDULE, x, y[:10], config())
     with pytest.raises(ValueError, match="`x` must be a tensor of shape"):
         Trainer(model(), SCHEDULE, x[:, 0], config=config())
+    # a NumPy array is named by type and shape, not printed (it ran to 10,567 characters)
+    with pytest.raises(ValueError) as err:
+        Trainer(model(), SCHEDULE, np.zeros((3000, 2), np.float32), config=config())
+    assert str(err.value).endswith("got a numpy.ndarray of shape (3000, 2) and dtype float32")
     with pytest.raises(ValueError, match="`schedule` has T = 1000"):
         Trainer(model(), Schedule.su(1000), x, config=config())
     with pytest.raises(ValueError, match="`config` must be a TrainConfig"):

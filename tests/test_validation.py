@@ -98,3 +98,15 @@ def test_floating_tensor():
         floating_tensor(torch.zeros(2, dtype=torch.long), "x0")
     with pytest.raises(TypeError, match="`x0` must be a torch tensor"):
         floating_tensor(np.zeros(2), "x0")
+
+
+def test_described_names_arrays_by_type_and_shape():
+    import torch
+
+    from kexue_nb._validation import QUOTE_LIMIT, described
+    assert described(np.zeros((3000, 2))) == "a numpy.ndarray of shape (3000, 2) and dtype float64"
+    assert described(torch.zeros(4, dtype=torch.int64)) == (
+        "a torch.Tensor of shape (4,) and dtype torch.int64")
+    assert described("abc") == "'abc'"
+    long = described(list(range(1000)))
+    assert len(long) == QUOTE_LIMIT and long.endswith("…")

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,6 +95,26 @@ def make_schedule(name: str, T: int) -> Schedule:
     raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {name!r}")
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows an option's default unless it has none to show (``None``, a flag's
+    ``False``): those options say in words what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _clip(text: str) -> float | None:
+    """``--grad-clip``: a number, or ``none`` for no clipping."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'none', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m kexue_nb.diffusion``."""
     parser = argparse.ArgumentParser(
@@ -101,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "classifier-free guidance).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample}")
+    parser.commands = sub.choices  # each command's own parser, for the option names
 
     tr = sub.add_parser("train", help="train a model and write OUT/checkpoint.safetensors",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        formatter_class=_DefaultsHelp,
                         description="Train with the ε-prediction loss (a noisy classifier: "
                                     "the cross-entropy); checkpoints are atomic and --resume "
                                     "continues a killed run exactly.")
@@ -126,13 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", choices=SCHEDULES, default="linear",
                     help="noise schedule (su: α_t = √(1 − 0.02 t/T))")
     tr.add_argument("--T", type=int, default=1000, help="diffusion steps")
-    tr.add_argument("--steps", type=int, default=3000, help="optimiser steps")
-    tr.add_argument("--batch-size", type=int, default=256,
+    # The defaults are TrainConfig's: one source for the command line and the Python API.
+    tr.add_argument("--steps", type=int, default=TrainConfig.steps, help="optimiser steps")
+    tr.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
                     help="batch size (under torchrun: the global batch, split over the ranks)")
-    tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
-    tr.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
-    tr.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay per step")
-    tr.add_argument("--label-dropout", type=float, default=0.1,
+    tr.add_argument("--lr", type=float, default=TrainConfig.lr,
+                    help="peak learning rate (AdamW)")
+    tr.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
+                    help="AdamW's decoupled weight decay")
+    tr.add_argument("--warmup", type=int, default=TrainConfig.warmup_steps,
+                    help="linear warmup steps")
+    tr.add_argument("--grad-clip", type=_clip, default=TrainConfig.grad_clip,
+                    help="largest global gradient norm ('none': no clipping)")
+    tr.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
+                    help="EMA decay per step, reached after a warm-up: min(decay, "
+                         "(1+n)/(10+n)) at update n")
+    tr.add_argument("--label-dropout", type=float, default=TrainConfig.label_dropout,
                     help="probability of the null label (with --conditional; a classifier "
                          "drops none)")
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
@@ -140,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: bf16 autocast on CUDA, fp32 on CPU")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
     tr.add_argument("--seed", type=int, default=0, help="seed of data, init and training")
-    tr.add_argument("--log-every", type=int, default=100, help="steps between loss readouts")
+    tr.add_argument("--log-every", type=int, default=TrainConfig.log_every,
+                    help="steps between loss readouts (with --no-progress, one line each)")
     tr.add_argument("--checkpoint-every", type=int, default=500,
                     help="steps between checkpoints (0: only at the end)")
     tr.add_argument("--out", required=True, help="output folder")
@@ -165,13 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{', '.join(OVERRIDABLE_SETTINGS)}: lr is --lr, warmup_steps "
                          "--warmup, batch_size --batch-size, ema_decay --ema-decay, "
                          "label_dropout --label-dropout)")
-    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.add_argument("--no-progress", action="store_true",
+                    help="no progress bar: print the loss every --log-every steps instead")
     tr.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT,
                     help="under torchrun: seconds a rank waits for the others at the "
                          "rendezvous and in collectives")
 
     sa = sub.add_parser("sample", help="sample from a checkpoint",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        formatter_class=_DefaultsHelp,
                         description="Sample with the EMA weights (unless --raw) and write "
                                     "samples.npz and samples.png.")
     sa.add_argument("--checkpoint", required=True,
@@ -249,7 +284,8 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
                             depth=args.depth, T=args.T, num_classes=num_classes, generator=init)
         x = x.reshape(x.shape[0], -1)
     config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay,
         label_dropout=args.label_dropout if y is not None and kind != "classifier" else 0.0,
         precision=args.precision, compile=args.compile, device=args.device, seed=args.seed,
@@ -301,14 +337,18 @@ def _train_in(args: argparse.Namespace, main_rank: bool) -> int:
         if args.resume and not trainer.checkpoint_path.exists():
             print(f"--resume: no checkpoint in {str(out)!r}, so this run starts at step 0")
     model = trainer.model
-    result = trainer.train(resume=args.resume, allow_changes=args.allow_change)
+    log = None
+    if args.no_progress and main_rank:
+        def log(step: int, loss: float, lr: float) -> None:
+            print(f"step {step}/{args.steps}: loss {loss:.4f}, lr {lr:.3g}", flush=True)
+    result = trainer.train(resume=args.resume, allow_changes=args.allow_change, on_log=log)
     if not main_rank:   # rank 0 alone reports and writes
         return 0
     ranks = f" × {trainer.world.world_size} ranks" if trainer.world.world_size > 1 else ""
     np.savez(out / "loss.npz", steps=np.asarray(result.steps), loss=np.asarray(result.losses),
              lr=np.asarray(result.lrs))
     (out / "run.json").write_text(json.dumps(
-        {"data": args.data, "n": args.n, "schedule": args.schedule, "T": args.T,
+        {"data": args.data, "n": int(trainer.x.shape[0]), "schedule": args.schedule, "T": args.T,
          "model": type(model).__name__, "config": model.config}, indent=1) + "\n")
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     done = result.final_step - result.start_step
@@ -423,6 +463,10 @@ def _sample(args: argparse.Namespace) -> int:
         guidance = ClassifierFreeGuidance(args.w)
     y = None
     if args.label is not None:
+        if num_classes == 0:
+            raise ValueError(f"`--label` needs a conditional model (trained with "
+                             f"--conditional) or --classifier; {str(path)!r} is "
+                             f"unconditional")
         if not 0 <= args.label < num_classes:
             raise ValueError(f"`--label` must lie in 0..{num_classes - 1} for this {owner} "
                              f"(num_classes = {num_classes}), got {args.label}")
@@ -456,11 +500,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors in arguments print a message, status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _train(args) if args.command == "train" else _sample(args)
-    except (ValueError, RendezvousTimeout, PeerLost) as err:
-        message = " ".join(str(err).split())   # one line
-        parser.exit(2, f"{parser.prog} {args.command}: error: {message}\n")
+    prog, flags = f"{parser.prog} {args.command}", _flags(parser, args.command)
+    # Under torchrun every process fails alike: rank 0 alone says why.
+    speaks = os.environ.get("RANK", "0") == "0"
+
+    def one_line(kind: str, text: str) -> str:
+        return f"{prog}: {kind}: {_as_flags(' '.join(str(text).split()), flags)}\n"
+
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_: (  # one line, options named as typed
+            sys.stderr.write(one_line("warning", message)) if speaks else None)
+        try:
+            return _train(args) if args.command == "train" else _sample(args)
+        except (ValueError, RendezvousTimeout, PeerLost) as err:
+            parser.exit(2, one_line("error", err) if speaks else None)
+
+
+#: Python names in error messages that are not the option's dest (TrainConfig's fields).
+_FLAG_ALIASES = {"warmup_steps": "--warmup", "out_dir": "--out", "progress": "--no-progress"}
+
+
+def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Each option of ``command`` by its Python name, e.g. ``batch_size`` -> ``--batch-size``."""
+    names = dict(_FLAG_ALIASES)
+    for action in parser.commands[command]._actions:
+        if action.option_strings:
+            names[action.dest] = next(o for o in action.option_strings if o.startswith("--"))
+    return names
+
+
+def _as_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` with each quoted Python name (`` `batch_size` ``) written as its option."""
+    return re.sub(r"`([A-Za-z_]+)`", lambda m: f"`{flags.get(m.group(1), m.group(1))}`", message)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from .._validation import described
 from . import distributed as _dist
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -293,12 +295,12 @@ class Trainer:
                              f"T = {model_T}")
         if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"`x` must be a tensor of shape (N, ...) with N >= 1, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else x!r}")
+                             f"{described(x)}")
         num_classes = int(getattr(model, "num_classes", 0))
         if y is not None:
             if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
                 raise ValueError(f"`y` must be a tensor of shape ({x.shape[0]},), got "
-                                 f"{tuple(y.shape) if isinstance(y, torch.Tensor) else y!r}")
+                                 f"{described(y)}")
             if num_classes == 0:
                 raise ValueError("`y` must be None for an unconditional model (num_classes = 0)")
             if int(y.min()) < 0 or int(y.max()) >= num_classes:
@@ -408,7 +410,8 @@ class Trainer:
         return x0, t, noise, y
 
     def train(self, resume: bool | str | os.PathLike[str] = False, *,
-              stop_at: int | None = None, allow_changes=()) -> TrainResult:
+              stop_at: int | None = None, allow_changes=(),
+              on_log: Callable[[int, float, float], None] | None = None) -> TrainResult:
         """Train up to ``config.steps`` optimiser steps and return the loss history.
 
         ``resume=True`` first restores ``out_dir/checkpoint.safetensors`` when it exists (a path
@@ -416,8 +419,9 @@ class Trainer:
         ``stop_at`` ends this call after that many steps in total (the LR schedule still spans
         ``config.steps``), as if the run were interrupted there. A resume refuses a checkpoint
         of other settings (see :meth:`restore`; ``allow_changes`` names the
-        :data:`OVERRIDABLE_SETTINGS` that may differ). Stale temporary files of killed
-        checkpoint writes in ``out_dir`` are removed first.
+        :data:`OVERRIDABLE_SETTINGS` that may differ). ``on_log(step, loss, lr)`` is called at
+        each loss readout (every ``log_every`` steps, on every rank). Stale temporary files of
+        killed checkpoint writes in ``out_dir`` are removed first.
         """
         cfg = self.config
         allow_changes = _allowed(allow_changes)
@@ -475,6 +479,8 @@ class Trainer:
                 self._loss_sum.zero_()
                 self._loss_count = 0
                 bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                if on_log is not None:
+                    on_log(self.step, mean, lr)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         bar.close()
@@ -579,8 +585,9 @@ class Trainer:
         if ckpt.torch_threads is not None and ckpt.torch_threads != torch.get_num_threads():
             warnings.warn(f"checkpoint {str(path)!r} was written with {ckpt.torch_threads} math "
                           f"threads, this process uses {torch.get_num_threads()}: the resumed "
-                          f"run is not bit-identical to an uninterrupted one "
-                          f"(torch.set_num_threads({ckpt.torch_threads}) makes it so)",
+                          f"run is not bit-identical to an uninterrupted one (start it with "
+                          f"OMP_NUM_THREADS={ckpt.torch_threads}, or call "
+                          f"torch.set_num_threads({ckpt.torch_threads}) first, to make it so)",
                           RuntimeWarning, stacklevel=2)
         saved = self._snapshot()
         try:
