@@ -1,6 +1,6 @@
 """Faults for the chapter ``entropy-normalization`` (kexue_nb.entropy).
 
-Four small, plausible bugs in the functions the chapter relies on, each of which its ledger must
+Five small, plausible bugs in the functions the chapter relies on, each of which its ledger must
 catch:
 
 - ``entropy-log2``: :func:`~kexue_nb.entropy.entropy` in bits (log base 2) instead of nats;
@@ -10,7 +10,9 @@ catch:
   front of the second term of eq. (4);
 - ``entropy-implicit-slope-no-mean``: the Newton step that gives
   :func:`~kexue_nb.entropy.entropy_normalize` its implicit gradient uses dH/dΓ = −Γ·E[(log p)²],
-  the variance's −E[log p]² term missing.
+  the variance's −E[log p]² term missing;
+- ``entropy-normalize-no-write-back``: :func:`~kexue_nb.entropy.entropy_normalize` on NumPy
+  input returns the input law instead of the power it solved for (Γ still right).
 """
 
 from __future__ import annotations
@@ -125,3 +127,26 @@ FAULTS = [
         patch=_implicit_slope_without_mean,
     ),
 ]
+
+
+def _normalize_without_write_back(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def entropy_normalize(p: Any, target: Any, dim: int = -1, **kwargs: Any) -> Any:
+        result = original(p, target, dim, **kwargs)
+        if isinstance(p, torch.Tensor):
+            return result
+        q = np.array(p, dtype=result[0].dtype)  # bug: p^Γ/Σp^Γ never written back
+        return (q, *result[1:])
+
+    return entropy_normalize
+
+
+FAULTS.append(
+    Fault(
+        name="entropy-normalize-no-write-back",
+        chapter=CHAPTER,
+        target="kexue_nb.entropy:entropy_normalize",
+        description="entropy_normalize (NumPy input) returns the input law instead of p^Γ/Σp^Γ",
+        patch=_normalize_without_write_back,
+    )
+)
