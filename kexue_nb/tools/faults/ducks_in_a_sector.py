@@ -3,6 +3,9 @@ ledger must catch.
 
 - ``ducks-exponent-n``: the inclusion–exclusion terms raised to the power n instead of n − 1
   (in the exact rational sum that both the float and the SymPy paths use);
+- ``ducks-all-terms``: the condition 1 − kx > 0 dropped, so all n terms are summed (negative
+  bases included); by the alternating identity the sum is then 1 at every angle below
+  saturation;
 - ``ducks-single-term-past-pi``: the θ ≤ π closed form n(θ/2π)^{n−1}, clipped at 1, used for
   every θ, so the alternating terms that appear past π are missing;
 - ``ducks-radius-uniform``: points sampled with a uniform radius r = U instead of U^{1/d} (√U in
@@ -42,6 +45,20 @@ def _tail_fraction_exponent_n(n: int, t: Fraction) -> Fraction:
             break
         total += (-1) ** (k - 1) * math.comb(n, k) * base**n
     return total
+
+
+def _tail_fraction_all_terms(n: int, t: Fraction) -> Fraction:
+    """The exact tail sum over every k = 1, …, n, the bases 1 − kx <= 0 included."""
+    if n == 1 or t >= 1 - Fraction(1, n):
+        return Fraction(1)
+    return sum(
+        ((-1) ** (k - 1) * math.comb(n, k) * (1 - k + k * t) ** (n - 1) for k in range(1, n + 1)),
+        Fraction(0),
+    )
+
+
+def _all_terms(original):
+    return functools.wraps(original)(_tail_fraction_all_terms)
 
 
 def _exponent_n(original):
@@ -114,6 +131,13 @@ FAULTS = [
         target="kexue_nb.sector:_tail_fraction",
         description="inclusion–exclusion terms (1 − kx)^n instead of (1 − kx)^(n−1)",
         patch=_exponent_n,
+    ),
+    Fault(
+        name="ducks-all-terms",
+        chapter=_CHAPTER,
+        target="kexue_nb.sector:_tail_fraction",
+        description="condition 1 − kx > 0 dropped: all n terms summed, which gives 1 everywhere",
+        patch=_all_terms,
     ),
     Fault(
         name="ducks-single-term-past-pi",
