@@ -196,6 +196,19 @@ def test_torchrun_resumes_the_killed_two_rank_run(runs):
                                rtol=1e-5)
 
 
+def test_torchrun_bad_input_is_reported_once(tmp_path):
+    """Every rank refuses the batch alike; rank 0 alone prints the one-line error."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "kexue_nb.diffusion", "train", *CLI, "--out", str(tmp_path / "r"),
+           "--batch-size", "33", "--dist-timeout", "60"]
+    res = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                         timeout=240)
+    assert res.returncode != 0
+    line = ("python -m kexue_nb.diffusion train: error: `--batch-size` = 33 (the global batch) "
+            "must be divisible by the world size 2")
+    assert (res.stdout + res.stderr).count(line) == 1, res.stderr[-3000:]
+
+
 # --------------------------------------------------------------------------------------
 # The helpers on one process, and the rendezvous timeout
 def test_env_from_reads_torchrun_variables():
