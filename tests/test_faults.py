@@ -94,6 +94,22 @@ def test_unknown_chapter_and_fault_names(toy_book, tmp_path):
         main(["--fault", "no-such-fault"])
 
 
+def test_the_command_line_names_what_it_knows(tmp_path, capsys):
+    for argv, said in (
+        (["--chapter", "no-such"], "--chapter no-such: not in the catalogue; choose from "
+                                   "conditional-guidance, ddpm-bayes-denoise"),
+        (["--fault", "nope", "--list"], "--fault nope: not in the catalogue"),
+        (["--book", str(tmp_path / "none")], "--book must be the book's folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m kexue_nb.tools.faults") and ":mod:" not in text
+
+
 def test_every_book_fault_targets_an_existing_function():
     book_faults = faults.all_faults()
     chapters = {f.chapter for f in book_faults}

@@ -256,3 +256,14 @@ def test_reexecuting_an_unchanged_chapter_is_byte_identical(tmp_path):
     first = path.read_bytes()
     execute.execute_notebook(path)
     assert path.read_bytes() == first
+
+
+@pytest.mark.parametrize("tool", [execute, check_executed])
+def test_a_missing_path_is_one_line_without_traceback(tool, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([str(tmp_path / "no-such.ipynb")])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"python -m kexue_nb.tools.{tool.__name__.rsplit('.', 1)[-1]}: error: "
+                    f"`paths` must name notebooks or folders, got "
+                    f"{str(tmp_path / 'no-such.ipynb')!r}")

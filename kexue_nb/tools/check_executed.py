@@ -95,10 +95,14 @@ def ledger_problems(ledger: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kexue_nb.tools.check_executed",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="notebooks or folders of notebooks")
     args = parser.parse_args(argv)
-    notebooks = find_notebooks(args.paths)
+    try:
+        notebooks = find_notebooks(args.paths)
+    except ValueError as err:
+        parser.error(str(err))
     bad = 0
     for path in notebooks:
         for problem in problems_in(path):

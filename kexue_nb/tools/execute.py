@@ -137,7 +137,8 @@ def _first_line(path: Path, index: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kexue_nb.tools.execute",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="notebooks or folders of notebooks")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--slowest", type=int, default=0, metavar="N",
@@ -145,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.slowest < 0:
         parser.error(f"--slowest must be >= 0, got {args.slowest}")
-    notebooks = find_notebooks(args.paths)
+    try:
+        notebooks = find_notebooks(args.paths)
+    except ValueError as err:
+        parser.error(str(err))
     if not notebooks:
         parser.error("no notebooks found")
     rows = []

@@ -11,7 +11,10 @@ from kexue_nb.tools.faults import TABLE_HEADER, all_faults, outcome_row, run_fau
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m kexue_nb.tools.faults",
+        description="Inject each catalogued bug into kexue_nb, re-execute its chapter, and "
+                    "report which ledger claim caught it.")
     parser.add_argument("--chapter", action="append", default=[],
                         help="run only this chapter's faults (repeatable)")
     parser.add_argument("--fault", action="append", default=[],
@@ -19,7 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--book", type=Path, default=Path("book"), help="the book's folder")
     parser.add_argument("--list", action="store_true", help="list the faults and stop")
     args = parser.parse_args(argv)
-    faults = [f for f in all_faults()
+    catalogue = all_faults()
+    for option, asked, known in (("--chapter", args.chapter, {f.chapter for f in catalogue}),
+                                 ("--fault", args.fault, {f.name for f in catalogue})):
+        unknown = [name for name in asked if name not in known]
+        if unknown:
+            parser.error(f"{option} {', '.join(unknown)}: not in the catalogue; choose from "
+                         f"{', '.join(sorted(known))}")
+    if not args.list and not args.book.is_dir():
+        parser.error(f"--book must be the book's folder, got {str(args.book)!r}")
+    faults = [f for f in catalogue
               if (not args.chapter or f.chapter in args.chapter)
               and (not args.fault or f.name in args.fault)]
     if not faults:
