@@ -10,6 +10,8 @@ the chapter's claims must catch:
   in front of the integral, so p is not normalised;
 - ``reparam-logistic-survival``: the logistic law's rule uses the survival function 1 − F in
   place of the distribution function F (the slip of writing e^{−e^{x}} for the Gumbel CDF);
+- ``reparam-logistic-as-softmax``: the logistic law evaluated as softmax, the Gumbel answer (a
+  difference of two Gumbel noises is logistic, which invites the mix-up);
 - ``reparam-quantile-levels-off``: the article's quantile rule sampled at the levels k/K instead
   of k/(K + 1);
 - ``reparam-mc-noise-subtracted``: the Monte Carlo estimate adds the noise with the wrong sign,
@@ -120,6 +122,13 @@ FAULTS = [
         target="kexue_nb.reparam:argmax_probabilities",
         description="logistic law: survival function 1 − F used in place of the CDF F",
         patch=_with_rule("logistic", _logistic_survival),
+    ),
+    Fault(
+        name="reparam-logistic-as-softmax",
+        chapter=CHAPTER,
+        target="kexue_nb.reparam:argmax_probabilities",
+        description="logistic law: softmax (the Gumbel answer) returned in place of Eq. (pi)",
+        patch=_with_rule("logistic", lambda mu: torch.softmax(mu, dim=-1)),
     ),
     Fault(
         name="reparam-quantile-levels-off",
