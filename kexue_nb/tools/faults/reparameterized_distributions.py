@@ -14,6 +14,8 @@ the chapter's claims must catch:
   difference of two Gumbel noises is logistic, which invites the mix-up);
 - ``reparam-quantile-levels-off``: the article's quantile rule sampled at the levels k/K instead
   of k/(K + 1);
+- ``reparam-uniform-std-one``: ``noise_std`` returns 1 for U[0, 1] (its width) instead of 1/√12, so
+  the "unit-variance" uniform law is the standard one;
 - ``reparam-mc-noise-subtracted``: the Monte Carlo estimate adds the noise with the wrong sign,
   argmax(μ − ε), which changes p for the asymmetric laws (Gumbel, exponential).
 """
@@ -93,6 +95,14 @@ def _levels_off(original: Callable) -> Callable:
     return faulty
 
 
+def _uniform_std_one(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def faulty(noise: str) -> float:
+        return 1.0 if noise == "uniform" else original(noise)  # bug: the width 1, not 1/√12
+
+    return faulty
+
+
 def _noise_subtracted(original: Callable) -> Callable:
     @functools.wraps(original)
     def faulty(noise: str, shape: tuple[int, ...], generator: np.random.Generator) -> np.ndarray:
@@ -136,6 +146,13 @@ FAULTS = [
         target="kexue_nb.reparam:quantile_rule_probabilities",
         description="quantile rule sampled at the levels k/K instead of k/(K + 1)",
         patch=_levels_off,
+    ),
+    Fault(
+        name="reparam-uniform-std-one",
+        chapter=CHAPTER,
+        target="kexue_nb.reparam:noise_std",
+        description="noise_std gives 1 (the width of U[0, 1]) instead of 1/√12",
+        patch=_uniform_std_one,
     ),
     Fault(
         name="reparam-mc-noise-subtracted",
