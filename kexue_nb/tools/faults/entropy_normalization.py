@@ -97,6 +97,18 @@ def _implicit_slope_without_mean(original: Callable[..., Any]) -> Callable[..., 
     return entropy_normalize
 
 
+def _normalize_without_write_back(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def entropy_normalize(p: Any, target: Any, dim: int = -1, **kwargs: Any) -> Any:
+        result = original(p, target, dim, **kwargs)
+        if isinstance(p, torch.Tensor):
+            return result
+        q = np.array(p, dtype=result[0].dtype)  # bug: p^Γ/Σp^Γ never written back
+        return (q, *result[1:])
+
+    return entropy_normalize
+
+
 FAULTS = [
     Fault(
         name="entropy-log2",
@@ -126,27 +138,11 @@ FAULTS = [
         description="implicit-gradient slope dH/dΓ = −Γ·E[(log p)²]: the −E[log p]² term missing",
         patch=_implicit_slope_without_mean,
     ),
-]
-
-
-def _normalize_without_write_back(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def entropy_normalize(p: Any, target: Any, dim: int = -1, **kwargs: Any) -> Any:
-        result = original(p, target, dim, **kwargs)
-        if isinstance(p, torch.Tensor):
-            return result
-        q = np.array(p, dtype=result[0].dtype)  # bug: p^Γ/Σp^Γ never written back
-        return (q, *result[1:])
-
-    return entropy_normalize
-
-
-FAULTS.append(
     Fault(
         name="entropy-normalize-no-write-back",
         chapter=CHAPTER,
         target="kexue_nb.entropy:entropy_normalize",
         description="entropy_normalize (NumPy input) returns the input law instead of p^Γ/Σp^Γ",
         patch=_normalize_without_write_back,
-    )
-)
+    ),
+]
