@@ -3,8 +3,9 @@
 Plausible slips in ``kexue_nb.sde``, the code the chapter's numerical checks rely on: the
 Euler–Maruyama noise scaled by Δt instead of √Δt, the Ornstein–Uhlenbeck variance without the
 factor 2 in g²/(2θ), the Fokker–Planck solver's diffusion term halved (g²/4 instead of g²/2),
-the stationary density with exp(−U/g²) instead of exp(−2U/g²), and the linear-drift covariance
-driven by GᵀG instead of GGᵀ. Each must be caught by a claim of the chapter.
+the stationary density with exp(−U/g²) instead of exp(−2U/g²), the linear-drift covariance
+driven by GᵀG instead of GGᵀ, and the solver's second-order MPRK22 stepping replaced by its
+first stage alone (implicit Euler). Each must be caught by a claim of the chapter.
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def _linear_gaussian_transposed(original: Any) -> Any:
     return linear_gaussian
 
 
+def _solver_first_stage_only(original: Any) -> Any:
+    @functools.wraps(original)
+    def solve_fokker_planck(*args: Any, **kwargs: Any) -> Any:
+        # bug: the MPRK22 corrector skipped, so every step is the implicit Euler stage
+        # (first order in time)
+        kwargs["method"] = "euler"
+        return original(*args, **kwargs)
+
+    return solve_fokker_planck
+
+
 FAULTS = [
     Fault("fp-em-dt-for-sqrt-dt", CHAPTER, "kexue_nb.sde:euler_maruyama",
           "Euler–Maruyama shock g ε Δt instead of g ε √Δt", _noise_times_dt),
@@ -79,4 +91,7 @@ FAULTS = [
           "stationary density exp(−U/g²) instead of exp(−2U/g²)", _stationary_without_two),
     Fault("fp-linear-gaussian-transposed", CHAPTER, "kexue_nb.sde:linear_gaussian",
           "linear-drift covariance driven by GᵀG instead of GGᵀ", _linear_gaussian_transposed),
+    Fault("fp-solver-first-stage-only", CHAPTER, "kexue_nb.sde:solve_fokker_planck",
+          "Fokker–Planck solver with the implicit Euler stage only (MPRK22 corrector skipped)",
+          _solver_first_stage_only),
 ]
