@@ -294,9 +294,16 @@ def toy_hinge(b: Any, k: float = 1.0) -> np.ndarray:
     return np.maximum(0.0, 1.0 - _toy_margins(b, k)).sum(-1)
 
 
-def toy_accuracy(b: Any) -> np.ndarray:
-    """Fraction of toy points with sign(x − b) = l (a point on the boundary counts as wrong)."""
-    return (_toy_margins(b, 1.0) > 0).mean(-1)
+def toy_accuracy(b: Any, *, per_point: bool = False) -> np.ndarray:
+    """Fraction of toy points with sign(x − b) = l (a point on the boundary counts as wrong).
+
+    With ``per_point=True`` return instead, for each point in the order of :data:`TOY_X`,
+    1.0 where it is classified correctly and 0.0 where not (shape ``b.shape + (3,)``).
+    """
+    if not isinstance(per_point, bool | np.bool_):
+        raise ValueError(f"`per_point` must be a bool, got {per_point!r}")
+    right = (_toy_margins(b, 1.0) > 0).astype(float)
+    return right if per_point else right.mean(-1)
 
 
 def toy_expected_accuracy(b: Any, sigma: float) -> np.ndarray:

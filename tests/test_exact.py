@@ -209,6 +209,19 @@ def test_toy_cross_entropy_optimum_is_0700():
     lhs = special.expit(b_star - 0.25)
     assert lhs == pytest.approx(special.expit(-0.25 - b_star) + special.expit(-b_star), abs=1e-14)
     assert toy_accuracy(b_star) == pytest.approx(2 / 3)
+    # the point (0.25, 1) is the one misclassified
+    np.testing.assert_array_equal(toy_accuracy(b_star, per_point=True), [1.0, 1.0, 0.0])
+
+
+def test_toy_accuracy_per_point():
+    b = np.array([-0.1, 0.1, 0.5])
+    right = toy_accuracy(b, per_point=True)
+    assert right.shape == (3, 3)
+    np.testing.assert_array_equal(right, [[1, 0, 1], [1, 1, 1], [1, 1, 0]])
+    np.testing.assert_allclose(right.mean(-1), toy_accuracy(b))
+    np.testing.assert_array_equal(toy_accuracy(0.0, per_point=True), [1, 0, 1])  # boundary: wrong
+    with pytest.raises(ValueError, match="`per_point` must be a bool"):
+        toy_accuracy(0.1, per_point="yes")
 
 
 def test_toy_optimum_with_temperature_tends_to_max_margin():

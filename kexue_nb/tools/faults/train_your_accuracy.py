@@ -12,7 +12,11 @@ chapter's claims must catch:
 - ``exact-toy-slope-sign``: the toy cross-entropy's stationarity condition with the derivative of
   log(1 + e^{−m}) taken as σ(m) instead of σ(−m) in every term;
 - ``exact-toy-boundary-right``: the toy accuracy counts a point on the decision boundary as
-  correctly classified (``>=`` instead of ``>``).
+  correctly classified (``>=`` instead of ``>``);
+- ``exact-toy-b-sign``: the toy accuracy computed for f(x) = x + b (the boundary at −b), so at the
+  cross-entropy optimum the wrong point is reported as misclassified;
+- ``exact-log-flag-inverted``: ``expected_accuracy`` returns log p unless asked for log p, so
+  training on −E[p] silently becomes the per-sample probit cross-entropy −E[log p].
 """
 
 from __future__ import annotations
@@ -72,9 +76,26 @@ def _toy_slope_sign(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _boundary_right(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def toy_accuracy(b: Any) -> np.ndarray:
-        return (exact._toy_margins(b, 1.0) >= 0).mean(-1)  # bug: a point on the boundary counts
+    def toy_accuracy(b: Any, *, per_point: bool = False) -> np.ndarray:
+        right = (exact._toy_margins(b, 1.0) >= 0).astype(float)  # bug: the boundary counts as right
+        return right if per_point else right.mean(-1)
     return toy_accuracy
+
+
+def _toy_b_sign(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def toy_accuracy(b: Any, *, per_point: bool = False) -> np.ndarray:
+        # bug: the model read as f(x) = x + b, so the boundary sits at −b
+        return original(-np.asarray(b, dtype=float), per_point=per_point)
+    return toy_accuracy
+
+
+def _log_flag_inverted(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def expected_accuracy(logits: Any, labels: Any, sigma: Any = 1.0, *, nodes: int = 48,
+                          log: bool = False) -> Any:
+        return original(logits, labels, sigma, nodes=nodes, log=not log)  # bug: flag inverted
+    return expected_accuracy
 
 
 FAULTS = [
@@ -89,4 +110,8 @@ FAULTS = [
           _toy_slope_sign),
     Fault("exact-toy-boundary-right", CHAPTER, "kexue_nb.exact:toy_accuracy",
           "toy accuracy counts a point on the decision boundary as right", _boundary_right),
+    Fault("exact-toy-b-sign", CHAPTER, "kexue_nb.exact:toy_accuracy",
+          "toy accuracy of f(x) = x + b instead of x − b (boundary at −b)", _toy_b_sign),
+    Fault("exact-log-flag-inverted", CHAPTER, "kexue_nb.exact:expected_accuracy",
+          "expected_accuracy returns log p by default and p when log=True", _log_flag_inverted),
 ]
