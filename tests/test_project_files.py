@@ -103,3 +103,15 @@ def test_stored_notebooks_stay_small():
              if "_build" not in p.parts}
     assert max(sizes.values()) <= 1_500_000, sizes
     assert sum(sizes.values()) < 4_000_000, sizes
+
+
+def test_readme_names_every_debian_package_the_makefile_installs():
+    """README's make pdf / make test paragraphs list what the Makefile's `debian` calls install."""
+    makefile = (ROOT / "Makefile").read_text()
+    tex = re.search(r"^TEX_PACKAGES\s*:=\s*((?:.*\\\n)*.*)$", makefile, re.M).group(1)
+    packages = set(tex.replace("\\\n", " ").split())
+    recipes = "\n".join(line for line in makefile.splitlines() if line.startswith("\t"))
+    for call in re.findall(r"\$\(call debian,[^,]*,([^,)]*)", recipes):
+        packages |= {name for name in call.split() if not name.startswith("$(")}
+    readme = (ROOT / "README.md").read_text()
+    assert packages and sorted(p for p in packages if f"`{p}`" not in readme) == []
