@@ -102,3 +102,27 @@ def test_alt_text_that_is_a_path_and_unnumbered_figure_are_reported(chromium, si
     problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     assert any("alt text is not a describing sentence: '_build/x.png'" in p for p in problems)
     assert any("1 figures without a numbered caption" in p for p in problems)
+
+
+def test_formulas_in_the_tab_order_and_bare_permalinks_are_reported(chromium, site):
+    """A MathJax-like formula that is a Tab stop without scrolling, and a heading permalink
+    whose only text is "#", are reported at both widths; a scrolling, named formula and a
+    permalink named by its title are not."""
+    root, html = site
+    narrow = "<mjx-container jax='CHTML' tabindex='0'>x</mjx-container>"
+    scrolling = ("<mjx-container jax='CHTML' display='true' tabindex='0' role='region' "
+                 "aria-label='formula, scrolls sideways' style='display:block; width:200px; "
+                 "overflow-x:auto'><span style='display:inline-block; width:600px'>y</span>"
+                 "</mjx-container>")
+    (html / "book" / "intro.html").write_text(
+        f"<html><body><main><h2>A<a class='headerlink' href='#a'>#</a></h2>"
+        f"<h2>B<a class='headerlink' href='#b' title='Link to this heading'>"
+        f"<span aria-hidden='true'>#</span></a></h2><p>{narrow}</p>{scrolling}</main>"
+        f"</body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
+    for width in (1280, 390):
+        assert any(f"at {width} px 1 of 4 Tab stops are formulas that do not scroll" in p
+                   for p in problems), problems
+        assert any(f"at {width} px 1 links are read as '#', the first to '#a'" in p
+                   for p in problems), problems
+    assert not any("without a name" in p for p in problems)

@@ -111,6 +111,40 @@ PAGE_OVERFLOW_JS = """() => {
   }
   return out;
 }"""
+#: JavaScript run in a page: the keyboard's view of it. Every element the Tab key reaches, in
+#: order, and of those the formulas (a formula may be a Tab stop only when it scrolls, and then
+#: with a name) and the links named "#" (a heading permalink read as a bare symbol).
+KEYBOARD_JS = """() => {
+  const selector = 'a[href], button, input, select, textarea, summary, [tabindex]';
+  const stops = [...document.querySelectorAll(selector)].filter(el => {
+    const index = el.getAttribute('tabindex');
+    if (index !== null && Number(index) < 0) return false;
+    if (el.disabled || el.closest('[hidden], [inert]')) return false;
+    const style = getComputedStyle(el);
+    return style.visibility !== 'hidden' && style.display !== 'none' && el.getClientRects().length;
+  });
+  const positive = stops.filter(el => Number(el.getAttribute('tabindex')) > 0);
+  const ordered = [...positive.sort((a, b) => a.tabIndex - b.tabIndex),
+                   ...stops.filter(el => !(Number(el.getAttribute('tabindex')) > 0))];
+  const shown = n => !(n.nodeType === 1 && n.getAttribute('aria-hidden') === 'true');
+  const name = el => (el.getAttribute('aria-label') || '').trim()
+    || [...el.childNodes].filter(shown).map(n => n.textContent).join('').trim()
+    || (el.getAttribute('title') || '').trim();
+  const formulas = [], unnamed = [], bare = [];
+  let firstFormula = -1;
+  ordered.forEach((el, i) => {
+    const formula = el.closest('mjx-container');
+    if (formula) {
+      if (firstFormula < 0) firstFormula = i;
+      const scrolls = formula.scrollWidth > formula.clientWidth;
+      if (!scrolls) formulas.push((formula.closest('.math') || formula).textContent.slice(0, 40));
+      else if (!(formula.getAttribute('aria-label') || '').trim()) unnamed.push(i);
+    } else if (el.tagName === 'A' && name(el) === '#') {
+      bare.push(el.getAttribute('href'));
+    }
+  });
+  return {stops: ordered.length, formulas, unnamed: unnamed.length, bare, firstFormula};
+}"""
 #: Offline search: each query must list the page (the search index segments Chinese with jieba).
 SEARCH_EXPECTATIONS = {
     "熵": "book/probability/entropy-normalization.html",
@@ -251,7 +285,9 @@ def search_problems(context, base: str) -> list[str]:
 def layout_problems(page, rel: str, screenshots: Path) -> list[str]:
     """What runs past the edge of ``page`` at each of :data:`WIDTHS`: the page itself, a display
     formula that does not scroll in its own box, an inline formula past its line, a ledger wider
-    than its column. At the phone width a screenshot of the page's first ledger is kept."""
+    than its column; and what the keyboard meets there: a formula that is a Tab stop although it
+    does not scroll (or scrolls without a name), a link read as "#". At the phone width a
+    screenshot of the page's first ledger is kept."""
     problems = []
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})
@@ -263,6 +299,17 @@ def layout_problems(page, rel: str, screenshots: Path) -> list[str]:
                      f"scrolling: {tex!r}" for tex in found["display"]]
         problems += [f"{rel}: at {width} px an inline formula runs past the text: {tex!r}"
                      for tex in found["inline"]]
+        keys = page.evaluate(KEYBOARD_JS)
+        if keys["formulas"]:
+            problems.append(f"{rel}: at {width} px {len(keys['formulas'])} of "
+                            f"{keys['stops']} Tab stops are formulas that do not scroll, the "
+                            f"first {keys['formulas'][0]!r}")
+        if keys["unnamed"]:
+            problems.append(f"{rel}: at {width} px {keys['unnamed']} scrolling formulas are Tab "
+                            "stops without a name")
+        if keys["bare"]:
+            problems.append(f"{rel}: at {width} px {len(keys['bare'])} links are read as '#', "
+                            f"the first to {keys['bare'][0]!r}")
         for wide in page.evaluate(LEDGER_OVERFLOW_JS):
             problems.append(f"{rel}: at {width} px a ledger is {wide['width']} px wide in a "
                             f"{wide['column']} px column: {wide['text']!r}")
