@@ -126,3 +126,13 @@ def test_formulas_in_the_tab_order_and_bare_permalinks_are_reported(chromium, si
         assert any(f"at {width} px 1 links are read as '#', the first to '#a'" in p
                    for p in problems), problems
     assert not any("without a name" in p for p in problems)
+
+
+def test_chinese_not_marked_as_chinese_is_reported(chromium, site):
+    root, html = site
+    (html / "book" / "intro.html").write_text(
+        "<html lang='en'><head><meta charset='utf-8'></head><body><main><p>概率 unmarked</p>"
+        "<p><span lang='zh-Hans'>熵归一化</span> marked</p></main></body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
+    assert problems == ["book/intro.html: 1 runs of Chinese not marked lang=\"zh-Hans\", the "
+                        "first '概率 unmarked'"]

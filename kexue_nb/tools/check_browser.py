@@ -62,8 +62,17 @@ PAGE_REPORT_JS = """async () => {
   const outputs = [...document.querySelectorAll('main .cell_output img')];
   const unnumbered = outputs.filter(i => !(i.closest('figure')
     && i.closest('figure').querySelector('figcaption .caption-number'))).length;
+  const han = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]/;
+  const unmarked = [];
+  const texts = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (texts.nextNode()) {  // Chinese read in the page's English voice (WCAG 3.1.2)
+    const node = texts.currentNode, el = node.parentElement;
+    if (!han.test(node.textContent) || el.closest('script, style, mjx-container')) continue;
+    const lang = (el.closest('[lang]') || document.documentElement).getAttribute('lang') || '';
+    if (!lang.toLowerCase().startsWith('zh')) unmarked.push(node.textContent.trim().slice(0, 30));
+  }
   return {maths: maths.length, untypeset, errors, raw, images: images.length, broken, badAlt,
-          unnumbered};
+          unnumbered, unmarked};
 }"""
 
 
@@ -239,6 +248,9 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
             problems += [f"{rel}: image did not load: {src}" for src in report["broken"]]
             problems += [f"{rel}: image alt text is not a describing sentence: {alt!r}"
                          for alt in report["badAlt"]]
+            if report["unmarked"]:
+                problems.append(f"{rel}: {len(report['unmarked'])} runs of Chinese not marked "
+                                f"lang=\"zh-Hans\", the first {report['unmarked'][0]!r}")
             if report["unnumbered"]:
                 problems.append(f"{rel}: {report['unnumbered']} figures without a numbered "
                                 "caption")
