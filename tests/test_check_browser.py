@@ -136,3 +136,18 @@ def test_chinese_not_marked_as_chinese_is_reported(chromium, site):
     problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
     assert problems == ["book/intro.html: 1 runs of Chinese not marked lang=\"zh-Hans\", the "
                         "first '概率 unmarked'"]
+
+
+def test_a_formula_that_scrolls_without_a_cue_is_reported(chromium, site):
+    root, html = site
+    box = ("<mjx-container jax='CHTML' style='display:inline-block; max-width:100px; "
+           "overflow-x:auto; {cue}'><span style='display:inline-block; width:300px'>x</span>"
+           "</mjx-container>")
+    (html / "book" / "intro.html").write_text(
+        f"<html><body><main><p>{box.format(cue='')}</p>"
+        f"<p>{box.format(cue='background: linear-gradient(to right, #fff, transparent)')}</p>"
+        f"</main></body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
+    assert [p for p in problems if "without a cue" in p] == [
+        f"book/intro.html: at {width} px a formula scrolls without a cue (edge shadow): 'x'"
+        for width in (1280, 390)]

@@ -98,9 +98,10 @@ LEDGER_OVERFLOW_JS = """() => {
 }"""
 #: JavaScript run in a page: what runs past the edge at the current width. The page itself must
 #: not scroll sideways; a display formula wider than its column must scroll in its own box; an
-#: inline formula must end inside its line (kexue.js gives a too-wide one its own box).
+#: inline formula must end inside its line (kexue.js gives a too-wide one its own box); a
+#: formula that scrolls must show it (kexue.css's edge shadows, a background gradient).
 PAGE_OVERFLOW_JS = """() => {
-  const out = {page: 0, display: [], inline: []};
+  const out = {page: 0, display: [], inline: [], uncued: []};
   const doc = document.documentElement;
   if (doc.scrollWidth > window.innerWidth + 1) out.page = doc.scrollWidth;
   for (const m of document.querySelectorAll('mjx-container[jax="CHTML"]')) {
@@ -117,6 +118,9 @@ PAGE_OVERFLOW_JS = """() => {
     } else if (box.right > parent.right + 1 && getComputedStyle(m).overflowX === 'visible') {
       out.inline.push(tex);
     }
+    const look = getComputedStyle(m);
+    const scrolls = ['auto', 'scroll'].includes(look.overflowX) && m.scrollWidth > m.clientWidth;
+    if (scrolls && !look.backgroundImage.includes('gradient')) out.uncued.push(tex);
   }
   return out;
 }"""
@@ -311,6 +315,8 @@ def layout_problems(page, rel: str, screenshots: Path) -> list[str]:
                      f"scrolling: {tex!r}" for tex in found["display"]]
         problems += [f"{rel}: at {width} px an inline formula runs past the text: {tex!r}"
                      for tex in found["inline"]]
+        problems += [f"{rel}: at {width} px a formula scrolls without a cue (edge shadow): "
+                     f"{tex!r}" for tex in found["uncued"]]
         keys = page.evaluate(KEYBOARD_JS)
         if keys["formulas"]:
             problems.append(f"{rel}: at {width} px {len(keys['formulas'])} of "
