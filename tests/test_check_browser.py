@@ -151,3 +151,19 @@ def test_a_formula_that_scrolls_without_a_cue_is_reported(chromium, site):
     assert [p for p in problems if "without a cue" in p] == [
         f"book/intro.html: at {width} px a formula scrolls without a cue (edge shadow): 'x'"
         for width in (1280, 390)]
+
+
+def test_low_contrast_link_on_a_tint_is_reported(chromium, site):
+    """The theme's link blue on a 10 % green tint (sphinx-proof's box) is 4.41:1: reported; the
+    same link on white is not, and a hidden permalink is left out."""
+    root, html = site
+    link = "<a href='#x' style='color: rgb(23, 109, 232)'>{}</a>"
+    (html / "book" / "intro.html").write_text(
+        f"<html><body><main><p id='x'>{link.format('on white')}</p>"
+        f"<div style='background: rgba(54, 207, 3, 0.1)'><p>{link.format('Theorem 1')}</p></div>"
+        f"</main></body></html>")
+    problems = check_site(html, root / "_toc.yml", root / "shots", chromium)
+    assert problems == ["book/intro.html: in light mode 1 links or code below 4.5:1 contrast, "
+                        "the first 'Theorem 1' at 4.41:1",
+                        "book/intro.html: in dark mode 1 links or code below 4.5:1 contrast, "
+                        "the first 'Theorem 1' at 4.41:1"]

@@ -158,6 +158,36 @@ KEYBOARD_JS = """() => {
   });
   return {stops: ordered.length, formulas, unnamed: unnamed.length, bare, firstFormula};
 }"""
+#: JavaScript run in a page: text of links and code whose contrast with what lies behind it is
+#: below WCAG's 4.5:1 (AA), as ``{text, ratio}``. The background is composited from the element
+#: up (boxes such as sphinx-proof's are translucent tints). Heading and figure permalinks, shown
+#: only on hover, are left out.
+CONTRAST_JS = """() => {
+  const rgba = s => { const v = (s.match(/[\\d.]+/g) || []).map(Number);
+                      return v.length === 3 ? [...v, 1] : v.length === 4 ? v : [0, 0, 0, 0]; };
+  const over = (top, under) => { const a = top[3];
+    return [0, 1, 2].map(i => top[i] * a + under[i] * (1 - a)).concat([1]); };
+  const behind = el => { const layers = [];
+    for (let e = el; e; e = e.parentElement) layers.push(rgba(getComputedStyle(e).backgroundColor));
+    return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]); };
+  const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const low = [];
+  for (const el of document.querySelectorAll('main a, main code')) {
+    const shown = el.textContent.trim() && el.getClientRects().length;
+    if (el.closest('.headerlink') || !shown) continue;
+    const back = behind(el);
+    const fore = over(rgba(getComputedStyle(el).color), back);
+    const [hi, lo] = [lum(fore), lum(back)].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < 4.5) low.push({text: el.textContent.trim().slice(0, 30),
+                               ratio: Math.round(ratio * 100) / 100});
+  }
+  return low;
+}"""
+#: Colour modes the contrast check runs in (the theme's toggle, ``html[data-theme]``).
+MODES = ("light", "dark")
 #: Offline search: each query must list the page (the search index segments Chinese with jieba).
 SEARCH_EXPECTATIONS = {
     "熵": "book/probability/entropy-normalization.html",
@@ -255,6 +285,14 @@ def check_site(html_dir: Path, toc_file: Path, screenshots: Path, chromium: str)
             if report["unmarked"]:
                 problems.append(f"{rel}: {len(report['unmarked'])} runs of Chinese not marked "
                                 f"lang=\"zh-Hans\", the first {report['unmarked'][0]!r}")
+            for mode in MODES:
+                page.evaluate(f"() => {{ document.documentElement.dataset.theme = '{mode}'; }}")
+                low = page.evaluate(CONTRAST_JS)
+                if low:
+                    problems.append(f"{rel}: in {mode} mode {len(low)} links or code below "
+                                    f"4.5:1 contrast, the first {low[0]['text']!r} at "
+                                    f"{low[0]['ratio']}:1")
+            page.evaluate("() => { document.documentElement.dataset.theme = 'light'; }")
             if report["unnumbered"]:
                 problems.append(f"{rel}: {report['unnumbered']} figures without a numbered "
                                 "caption")
