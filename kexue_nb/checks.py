@@ -859,13 +859,26 @@ def ledger_markdown(claims: Iterable[dict[str, Any]]) -> str:
         lines = [
             f"**{i}.** `{c['id']}` · {c['kind']} · {mark}",
             c["statement"],
-            f"*Evidence:* {evidence_summary(c)} ({basis})",
+            f"*Evidence:* {_unbroken_numbers(f'{evidence_summary(c)} ({basis})')}",
         ]
         ruled = rules_out_summary(c)
         if ruled:
-            lines.append(f"*Rules out:* {ruled}")
+            lines.append(f"*Rules out:* {_unbroken_numbers(ruled)}")
         blocks.append("\\\n".join(lines))
     return "\n\n".join(blocks)
+
+
+#: A hyphen-minus that is a number's sign or its exponent's (``-0.8``, ``1e-12``), outside words.
+_NUMBER_MINUS = re.compile(r"(?<=\de)-(?=\d)|(?<![\w.\-])-(?=\d)")
+
+
+def _unbroken_numbers(text: str) -> str:
+    """``text`` with the minus of each number written as U+2212 MINUS SIGN outside ``$…$`` math:
+    a browser may break a line after a hyphen (``1e-`` / ``12`` on a phone), never after the
+    minus sign, which is also what a screen reader should read."""
+    parts = text.split("$")
+    parts[::2] = [_NUMBER_MINUS.sub("\u2212", part) for part in parts[::2]]
+    return "$".join(parts)
 
 
 def ledger_plain(claims: Iterable[dict[str, Any]]) -> str:

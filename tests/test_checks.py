@@ -545,3 +545,18 @@ def test_ledger_digest_covers_every_field(ledger):
             target = target[key]
         target[path[-1]] = "edited"
         assert ledger_digest(edited) != ledger_digest(stored), path
+
+
+def test_ledger_markdown_writes_minus_signs_that_do_not_break():
+    from kexue_nb.checks import _unbroken_numbers
+    assert _unbroken_numbers("error 9.8e-05 ≤ 1e-12+1e-06·rel; -0.806") == (
+        "error 9.8e\u221205 ≤ 1e\u221212+1e\u221206·rel; \u22120.806")
+    # math, words and ranges keep their hyphens
+    kept = "x-1, seeds 0-19, $e^{-1}$, k-means"
+    assert _unbroken_numbers(kept) == kept
+    ledger = Ledger("minus")
+    ledger.numeric("m", "m", -0.5, -0.5, atol=1e-12, basis="round-off 1e-12",
+                   rules_out={"x": -2.0})
+    text = ledger_markdown([c.to_json() for c in ledger.claims])
+    assert "\u22120.5 vs \u22120.5" in text and "1e\u221212" in text and "(\u22122)" in text
+    assert "-0.5 vs -0.5" in ledger_plain([c.to_json() for c in ledger.claims])  # plain: ASCII
