@@ -546,9 +546,13 @@ class Ledger:
             label: _real_array(value, f"rules_out[{label!r}]")
             for label, value in _check_rules_out(rules_out, claim_id, required=True).items()
         }
+        def tolerance(reference: np.ndarray) -> np.ndarray:
+            """The test's allowance around ``reference``: atol + rtol·|reference|."""
+            return atol + rtol * np.abs(reference)
+
         try:
             err = np.abs(est - exp)
-            allowed = atol + rtol * np.abs(exp)
+            allowed = tolerance(exp)
             for alt, _ in alternatives.values():
                 np.broadcast_shapes(est.shape, alt.shape)
         except ValueError as exc:
@@ -565,15 +569,20 @@ class Ledger:
 
         def alt_places(alt: np.ndarray) -> np.ndarray:
             """A tenth of the tolerance the test gives the alternative, per entry."""
-            return _places(atol + rtol * np.abs(alt), TOLERANCE_FIGURES)
+            return _places(tolerance(alt), TOLERANCE_FIGURES)
+
+        def beyond(alt: np.ndarray) -> np.ndarray:
+            """How far the estimate lies from the alternative beyond the tolerance, per entry
+            (> 0: the alternative is rejected there)."""
+            return np.abs(est - alt) - tolerance(alt)
 
         def alt_excess(alt: np.ndarray) -> float:
             """How far the alternative's worst entry lies beyond the tolerance (> 0: excluded),
             as stored."""
-            beyond = np.abs(est - alt) - (atol + rtol * np.abs(alt))
-            digits = np.broadcast_to(alt_places(alt), beyond.shape)
-            at = _worst(beyond, digits)
-            return _stored_float(float(beyond.ravel()[at]), places=digits.ravel()[at])
+            beyond_alt = beyond(alt)
+            digits = np.broadcast_to(alt_places(alt), beyond_alt.shape)
+            at = _worst(beyond_alt, digits)
+            return _stored_float(float(beyond_alt.ravel()[at]), places=digits.ravel()[at])
 
         large = _is_large(est, exp, *(alt for alt, _ in alternatives.values()))
         ruled = []
@@ -586,7 +595,7 @@ class Ledger:
                 entry["value"] = _json_number(alt, alt_int, alt_places(alt))
                 if alt_int:
                     entry["integer"] = True
-            entry["excluded"] = bool(np.any(np.abs(est - alt) > atol + rtol * np.abs(alt)))
+            entry["excluded"] = bool(np.any(beyond(alt) > 0))
             ruled.append(entry)
         shape = np.broadcast_shapes(est.shape, exp.shape)
         places = np.broadcast_to(places, shape)
@@ -599,7 +608,7 @@ class Ledger:
                 "expected": _json_number(flat_exp[worst], exp_int, places.ravel()[worst]),
                 "verdicts_sha256": _verdicts_digest({
                     "estimate": np.isfinite(est) & (excess <= 0),
-                    **{f"rules_out:{label}": np.abs(est - alt) > atol + rtol * np.abs(alt)
+                    **{f"rules_out:{label}": beyond(alt) > 0
                        for label, (alt, _) in alternatives.items()}}),
             }
         else:
